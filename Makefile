@@ -36,7 +36,7 @@ lab: data  ## set up .venv, the default data, and open JupyterLab on the lessons
 
 test: $(VENV)/.installed-dev  ## unit tests + every notebook under nbval, in smoke mode
 	COURSE_MODE=smoke $(PY) -m data_scripts synthetic
-	COURSE_MODE=smoke COURSE_RUNS_DIR=$(TEST_RUNS) $(PY) -m pytest tests notebooks \
+	COURSE_MODE=smoke COURSE_STRICT_WARNINGS=1 COURSE_RUNS_DIR=$(TEST_RUNS) $(PY) -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 --durations=15
 
 unit: $(VENV)/.installed-dev  ## unit tests only (fast)
@@ -44,7 +44,7 @@ unit: $(VENV)/.installed-dev  ## unit tests only (fast)
 
 notebooks: $(VENV)/.installed-dev  ## notebooks only, under nbval in smoke mode
 	COURSE_MODE=smoke $(PY) -m data_scripts synthetic
-	COURSE_MODE=smoke COURSE_RUNS_DIR=$(TEST_RUNS) $(PY) -m pytest notebooks \
+	COURSE_MODE=smoke COURSE_STRICT_WARNINGS=1 COURSE_RUNS_DIR=$(TEST_RUNS) $(PY) -m pytest notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 --durations=15
 
 lint: $(VENV)/.installed-dev  ## ruff over the package, scripts, tests and notebooks

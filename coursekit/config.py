@@ -21,6 +21,7 @@ import os
 import platform
 import random
 import sys
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -278,6 +279,25 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def strict_warnings() -> None:
+    """Turn deprecation warnings raised by torch and torchvision into errors.
+
+    ``make test`` sets ``COURSE_STRICT_WARNINGS=1`` so that a lesson using a deprecated API
+    (such as ``pretrained=True`` instead of the weights API) fails CI instead of rotting.
+
+    >>> strict_warnings()
+    >>> warnings.filters[0][0]
+    'error'
+    """
+    torch_modules = r"torch(vision)?(\.|$)"
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("error", category=category, module=torch_modules)
+    # torchvision reports `pretrained=True` and friends as a UserWarning saying "deprecated".
+    warnings.filterwarnings(
+        "error", message=".*deprecated", category=UserWarning, module=torch_modules
+    )
+
+
 def start_lesson(mode: str | None = None, **overrides: Any) -> Settings:
     """What the first code cell of every lesson calls: settings, seeds, and the mode line.
 
@@ -285,6 +305,8 @@ def start_lesson(mode: str | None = None, **overrides: Any) -> Settings:
     SMOKE RUN: ...
     """
     settings = get_settings(mode, **overrides)
+    if os.environ.get(f"{ENV_PREFIX}STRICT_WARNINGS") == "1":
+        strict_warnings()
     seed_everything(settings.seed)
     print(settings.banner())
     return settings
