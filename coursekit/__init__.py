@@ -1,4 +1,16 @@
-"""coursekit: the helpers behind the image-classification course (see docs/ARCHITECTURE.md)."""
+"""coursekit: the helpers behind the image-classification course.
+
+Lessons import it as ``import coursekit as ck`` and call everything from the top level:
+
+    >>> settings = ck.start_lesson()                       # doctest: +SKIP
+    >>> data_dir = ck.find_dataset("flowers102", settings)  # doctest: +SKIP
+
+Each name lives in one small module (see docs/ARCHITECTURE.md): ``config`` (run modes),
+``data`` (folders to loaders), ``models`` (architectures, pretrained weights, freezing),
+``train`` (the fit loop and checkpoints), ``viz`` (pictures), ``infer`` (predictions,
+timing, bundles). Exercises live in ``coursekit.exercises`` so that their ``____``
+placeholder stays out of this namespace.
+"""
 
 from coursekit.config import (
     IMAGENET_MEAN,
@@ -11,6 +23,110 @@ from coursekit.config import (
     pick_device,
     seed_everything,
     start_lesson,
+    strict_warnings,
+)
+from coursekit.data import (
+    COURSE_DATASETS,
+    IMAGE_EXTENSIONS,
+    VALID_SPLIT_NAMES,
+    DatasetLayoutError,
+    DatasetMissingError,
+    DatasetReport,
+    DatasetStatus,
+    ImageFolderDataset,
+    Problem,
+    UnreadableImageError,
+    build_datasets,
+    check_dataset,
+    class_counts,
+    compute_mean_std,
+    dataset_status,
+    eval_transforms,
+    find_classes,
+    find_dataset,
+    is_hidden,
+    load_image,
+    load_label_names,
+    make_loaders,
+    normalization_of,
+    split_samples,
+    to_rgb,
+    train_transforms,
+    weights_transforms,
+)
+from coursekit.infer import (
+    Bundle,
+    BundleError,
+    Prediction,
+    TimingResult,
+    collect_predictions,
+    compare_one_by_one_vs_batched,
+    confusion_matrix,
+    evaluating,
+    export_bundle,
+    image_files,
+    load_bundle,
+    per_class_accuracy,
+    predict_folder,
+    predict_image,
+    predict_images,
+    predictions_table,
+    save_predictions_csv,
+    time_inference,
+    top_k_accuracy,
+)
+from coursekit.models import (
+    VGG,
+    VGG_CFGS,
+    BasicBlock,
+    Bottleneck,
+    KerasParameterCount,
+    ResNet,
+    WeightsUnavailableError,
+    count_parameters,
+    feature_map_sizes,
+    freeze,
+    get_weights,
+    head_name,
+    keras_style_parameter_count,
+    make_vgg,
+    model_summary,
+    param_groups,
+    pretrained,
+    replace_head,
+    resnet18,
+    resnet34,
+    resnet50,
+    trainable_parameter_names,
+    unfreeze,
+    weights_cached,
+    weights_path,
+)
+from coursekit.train import (
+    CHECKPOINT_FORMAT_VERSION,
+    CheckpointError,
+    CheckpointMismatchError,
+    History,
+    evaluate,
+    extract_features,
+    feature_loaders,
+    fit,
+    last_checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+    train_one_epoch,
+)
+from coursekit.viz import (
+    grad_cam,
+    im_convert,
+    plot_class_counts,
+    plot_confusion_matrix,
+    plot_history,
+    show_augmentations,
+    show_batch,
+    show_grad_cam,
+    show_misclassified,
+    show_predictions,
 )
 
 __version__ = "0.1.0"

@@ -1,0 +1,1064 @@
+"""From folders of images to datasets, loaders, transforms and label names.
+
+The course's data lives in ImageFolder trees, one folder per class and split::
+
+    data/flowers102/train/1/image_06734.jpg    data/flowers102/valid/1/image_06739.jpg
+
+Everything here is built so that real-world folders do not break a lesson halfway:
+ONE class-to-index mapping is shared by all splits (a class missing from ``valid/`` keeps
+its label), hidden folders such as ``.ipynb_checkpoints`` are ignored, every image mode
+becomes RGB with its EXIF orientation applied, and broken files are reported by name
+(with the fix) instead of crashing an epoch.
+
+    >>> train_ds, valid_ds = build_datasets("data/synthetic", train_transforms(64, 72),
+    ...                                     eval_transforms(64, 72))  # doctest: +SKIP
+    >>> loaders = make_loaders(train_ds, valid_ds, batch_size=8)     # doctest: +SKIP
+
+This module imports only :mod:`coursekit.config` from coursekit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import models, transforms
+from torchvision.models import WeightsEnum
+
+from coursekit.config import IMAGENET_MEAN, IMAGENET_STD, Settings, get_settings
+
+#: File extensions read as images (compared in lower case).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+#: Names of the validation split, in the order they are looked for.
+VALID_SPLIT_NAMES: tuple[str, ...] = ("valid", "val", "validation")
+TRAIN_SPLIT_NAME = "train"
+SYNTHETIC_DATASET = "synthetic"
+#: Names that operating systems and tools drop into folders; never classes or images.
+_SYSTEM_NAMES = frozenset({".ipynb_checkpoints", ".DS_Store", "Thumbs.db", "desktop.ini"})
+_EXPECTED_LAYOUT = (
+    "ROOT/train/<class>/image.jpg (one folder per class, optional ROOT/valid/<class>/...)"
+)
+_CHECK_COMMAND = "python -m coursekit check-data"
+
+Sample = tuple[Path, int]
+Transform = Callable[[Image.Image], Any]
+MeanStd = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file and the fix."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        # DataLoader workers rebuild exceptions from their message alone, so ``path``
+        # must stay optional.
+        super().__init__(message)
+        self.path = path
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder that does not have the ImageFolder layout."""
+
+
+class DatasetMissingError(FileNotFoundError):
+    """A dataset that is not on disk; the message names the command that fetches it."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset: which path, what is wrong, and how to fix it."""
+
+    path: Path
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}. Fix: {self.fix}."
+
+
+# --------------------------------------------------------------------------- files
+
+
+def is_hidden(path: str | os.PathLike[str]) -> bool:
+    """Whether a file or folder is system clutter that must never become a class or sample.
+
+    >>> is_hidden("train/.ipynb_checkpoints"), is_hidden("train/__MACOSX"), is_hidden("train/1")
+    (True, True, False)
+    """
+    name = Path(path).name
+    return name in _SYSTEM_NAMES or name.startswith((".", "__"))
+
+
+def _has_image_extension(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _visible_subdirs(folder: Path) -> list[Path]:
+    """Sub-folders of ``folder`` that are not hidden, sorted by name (empty if missing)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        (entry for entry in folder.iterdir() if entry.is_dir() and not is_hidden(entry)),
+        key=lambda entry: entry.name,
+    )
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Every non-hidden file under ``folder`` (recursively, skipping hidden folders), sorted."""
+    found: list[Path] = []
+    for directory, subdirs, files in os.walk(folder, followlinks=True):
+        subdirs[:] = [name for name in subdirs if not is_hidden(name)]  # prune, do not descend
+        found.extend(Path(directory, name) for name in files if not is_hidden(name))
+    return sorted(found)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return [path for path in _visible_files(folder) if _has_image_extension(path)]
+
+
+# --------------------------------------------------------------------------- one image
+
+
+@contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` that treats Pillow's decompression-bomb *warning* as an error too.
+
+    The filter is local to this block: Pillow's global settings are left untouched.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            yield image
+
+
+def _diagnose(path: Path, error: BaseException) -> Problem:
+    """Turn whatever Pillow raised for ``path`` into a Problem a beginner can act on."""
+    if path.is_file() and path.stat().st_size == 0:
+        return Problem(path, "the file is empty (0 bytes)", "delete it, or copy the image again")
+    if isinstance(error, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return Problem(
+            path,
+            f"the image is too large to load safely, it could be a decompression bomb ({error})",
+            "shrink it (for example with PIL's Image.thumbnail or any image editor), or if you "
+            "trust the file raise the limit before loading: PIL.Image.MAX_IMAGE_PIXELS = <pixels>",
+        )
+    if isinstance(error, UnidentifiedImageError):
+        return Problem(
+            path,
+            "it is not an image Pillow can read (perhaps a web page or another file saved "
+            "with an image extension)",
+            "delete it or replace it with a real image",
+        )
+    if isinstance(error, PermissionError):
+        return Problem(path, "it cannot be read (permission denied)", "make it readable: chmod +r")
+    return Problem(
+        path,
+        f"the image is truncated or corrupt ({type(error).__name__}: {error})",
+        "download or copy it again, or delete it",
+    )
+
+
+def _white_level(mode: str, peak: float) -> float:
+    """The pixel value that means white for a high-bit-depth image (I;16, I or F)."""
+    if mode.startswith("I;16"):
+        return 65535.0
+    # "I" and "F" do not say their bit depth: pick the smallest usual range that holds the data.
+    usual_ranges = (1.0, 255.0, 65535.0) if mode == "F" else (255.0, 65535.0)
+    return next((level for level in usual_ranges if peak <= level), peak)
+
+
+def _high_depth_to_l(image: Image.Image) -> Image.Image:
+    """Scale a 16-bit / 32-bit / float grayscale image down to 8 bits (Pillow would clip it)."""
+    values = np.asarray(image, dtype=np.float64)
+    white = _white_level(image.mode, float(values.max(initial=0.0)))
+    scaled = np.clip(np.rint(values * (255.0 / white)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled)
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow image as RGB: transparency composited on white, 16-bit scaled to 8-bit.
+
+    >>> to_rgb(Image.new("RGBA", (2, 2), (0, 0, 0, 0))).getpixel((0, 0))
+    (255, 255, 255)
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _high_depth_to_l(image)
+    if _has_transparency(image):
+        # Transparent pixels often store black (or junk) colour; white is what viewers show.
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _read_rgb(path: Path) -> Image.Image:
+    with _open_image(path) as image:
+        upright = ImageOps.exif_transpose(image)  # phones store portraits rotated + a flag
+        return to_rgb(upright)
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Read an image file as an upright RGB image, or explain clearly why it cannot be read.
+
+    >>> load_image("data/synthetic/train/1/0000.png").mode  # doctest: +SKIP
+    'RGB'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at {path}: check the path and the file name.")
+    try:
+        return _read_rgb(path)
+    # Pillow raises OSError, SyntaxError, struct.error, ... for bad files: catch them all.
+    except Exception as error:
+        raise UnreadableImageError(f"Cannot read image {_diagnose(path, error)}", path) from error
+
+
+def _ends_with_jpeg_end_marker(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(-2, os.SEEK_END)
+        return file.read(2) == b"\xff\xd9"
+
+
+def _quick_check(path: Path) -> None:
+    """Raise if ``path`` is obviously unreadable, without decoding the pixels of good files.
+
+    ``verify()`` checks PNG chunks and catches empty, non-image and too-large files, but it
+    does not look at JPEG data; a JPEG that does not end with its end marker is usually
+    cut short, so only those are decoded to be sure.
+    """
+    with _open_image(path) as image:
+        image_format = image.format
+        image.verify()
+    if image_format == "JPEG" and not _ends_with_jpeg_end_marker(path):
+        _read_rgb(path)
+
+
+def _problem_with(path: Path, *, thorough: bool) -> Problem | None:
+    """The Problem of one image file, or None; ``thorough`` decodes every pixel."""
+    try:
+        (_read_rgb if thorough else _quick_check)(path)
+    except Exception as error:  # see load_image: every decoding failure is a Problem
+        return _diagnose(path, error)
+    return None
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def find_classes(*split_dirs: str | os.PathLike[str]) -> list[str]:
+    """The sorted union of the class folders of all splits: ONE mapping for every split.
+
+    >>> find_classes("data/hymenoptera/train", "data/hymenoptera/val")  # doctest: +SKIP
+    ['ants', 'bees']
+    """
+    folders = [Path(folder) for folder in split_dirs]
+    classes = sorted({sub.name for folder in folders for sub in _visible_subdirs(folder)})
+    if not classes:
+        searched = ", ".join(f"{f}{'' if f.is_dir() else ' (does not exist)'}" for f in folders)
+        raise DatasetLayoutError(
+            f"No class folders found in {searched or 'no folder given'}. "
+            f"Expected the layout {_EXPECTED_LAYOUT}."
+        )
+    return classes
+
+
+def _scan_samples(root: Path, classes: Sequence[str]) -> list[Sample]:
+    """(path, class index) for every image in ``root/<class>/``; absent classes give none."""
+    return [
+        (path, index) for index, name in enumerate(classes) for path in _image_files(root / name)
+    ]
+
+
+def _by_class(samples: Iterable[Sample]) -> dict[int, list[Path]]:
+    groups: dict[int, list[Path]] = {}
+    for path, target in samples:
+        groups.setdefault(target, []).append(path)
+    return groups
+
+
+def _seeded_shuffle(paths: Sequence[Path], seed: int, target: int) -> list[Path]:
+    """A copy of ``paths`` shuffled by ``seed`` and the class: each class draws independently."""
+    shuffled = sorted(paths)  # the result must not depend on the order files were listed in
+    random.Random(f"{seed}/{target}").shuffle(shuffled)
+    return shuffled
+
+
+def _sorted_samples(samples: Iterable[Sample]) -> list[Sample]:
+    return sorted(samples, key=lambda sample: (sample[1], str(sample[0])))
+
+
+def _take_per_class(samples: Sequence[Sample], per_class: int, seed: int) -> list[Sample]:
+    """The first ``per_class`` images of each class after a seeded shuffle."""
+    return _sorted_samples(
+        (path, target)
+        for target, paths in _by_class(samples).items()
+        for path in _seeded_shuffle(paths, seed, target)[:per_class]
+    )
+
+
+class ImageFolderDataset(Dataset):
+    """Images in ``root/<class>/...`` with labels from ONE shared class list.
+
+    Like ``torchvision.datasets.ImageFolder``, but ``classes`` can be given (so that every
+    split uses the same indices), hidden folders are skipped, images are loaded with
+    :func:`load_image`, and ``per_class`` keeps a seeded, class-balanced subset.
+
+    >>> ds = ImageFolderDataset("data/synthetic/train", per_class=4)  # doctest: +SKIP
+    >>> ds.classes[:3], len(ds)                                         # doctest: +SKIP
+    (['1', '10', '11'], 48)
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        classes: Sequence[str] | None = None,
+        transform: Transform | None = None,
+        per_class: int | None = None,
+        seed: int = 0,
+        samples: Sequence[Sample] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.classes: list[str] = list(classes) if classes is not None else find_classes(self.root)
+        self.class_to_idx: dict[str, int] = {name: i for i, name in enumerate(self.classes)}
+        self.transform = transform
+        self.per_class = per_class
+        if per_class is not None and per_class < 1:
+            raise ValueError(f"per_class={per_class} must be at least 1 (or None for all images).")
+        if samples is None:
+            samples = _scan_samples(self.root, self.classes)
+        if per_class is not None:
+            samples = _take_per_class(samples, per_class, seed)
+        self.samples: list[Sample] = [(Path(path), int(target)) for path, target in samples]
+
+    @property
+    def targets(self) -> list[int]:
+        """The class index of every sample, in sample order."""
+        return [target for _, target in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        path, target = self.samples[index]
+        image = load_image(path)
+        return (self.transform(image) if self.transform else image), target
+
+    def __repr__(self) -> str:
+        counts = class_counts(self)
+        empty = [name for name, count in counts.items() if count == 0]
+        lines = [
+            f"{type(self).__name__}",
+            f"    Root: {self.root}",
+            f"    Images: {len(self)} in {len(self.classes)} classes "
+            f"({min(counts.values(), default=0)} to {max(counts.values(), default=0)} per class"
+            + (f", per_class={self.per_class}" if self.per_class is not None else "")
+            + ")",
+        ]
+        if empty:
+            lines.append(f"    Classes without images: {', '.join(empty)}")
+        if self.transform is not None:
+            lines.append("    Transform: " + repr(self.transform).replace("\n", "\n    "))
+        return "\n".join(lines)
+
+
+def split_samples(
+    samples: Sequence[Sample], validation_split: float = 0.2, seed: int = 123
+) -> tuple[list[Sample], list[Sample]]:
+    """Split the samples of ONE folder into (train, valid), seeded and stratified per class.
+
+    This is the PyTorch counterpart of Keras'
+    ``image_dataset_from_directory(dir, validation_split=0.2, seed=123, subset=...)``:
+    one call returns both subsets, the same seed always gives the same split, and the two
+    parts are disjoint and cover every file. Keras shuffles the whole file list with NumPy
+    and cuts the last ``int(0.2 * total)`` files off as validation, so a small class may
+    end up entirely on one side. Here each class is shuffled on its own and contributes
+    ``round(fraction * n)`` images, at least one when it has two or more (and always
+    leaves one for training). The files chosen differ from Keras' for the same seed.
+
+    >>> train, valid = split_samples([(Path(f"{i}.png"), i % 2) for i in range(10)])
+    >>> len(train), len(valid)
+    (8, 2)
+    """
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(
+            f"validation_split={validation_split} must be between 0 and 1 (0.2 keeps 20% for "
+            "validation)."
+        )
+    train: list[Sample] = []
+    valid: list[Sample] = []
+    for target, paths in _by_class(samples).items():
+        shuffled = _seeded_shuffle(paths, seed, target)
+        wanted = math.floor(len(shuffled) * validation_split + 0.5)
+        n_valid = min(max(wanted, 1), len(shuffled) - 1)  # >= 1 for validation, >= 1 for training
+        valid.extend((path, target) for path in shuffled[:n_valid])
+        train.extend((path, target) for path in shuffled[n_valid:])
+    return _sorted_samples(train), _sorted_samples(valid)
+
+
+def _valid_dir(root: Path) -> Path | None:
+    """The first of ``valid/``, ``val/``, ``validation/`` that exists in ``root``."""
+    return next((root / name for name in VALID_SPLIT_NAMES if (root / name).is_dir()), None)
+
+
+def _single_folder(root: Path) -> Path:
+    """The one folder to split when ``root`` has no train/valid pair, or a layout error."""
+    train_dir = root / TRAIN_SPLIT_NAME
+    if train_dir.is_dir():
+        return train_dir
+    if _valid_dir(root) is not None:
+        raise DatasetLayoutError(
+            f"{root} has a validation folder but no train/ folder. Add {train_dir} with one "
+            f"folder per class (expected layout: {_EXPECTED_LAYOUT})."
+        )
+    return root
+
+
+def _split_one_folder(
+    root: Path, folder: Path, validation_split: float, split_seed: int
+) -> tuple[list[str], list[Sample], list[Sample]]:
+    classes = find_classes(folder)
+    train, valid = split_samples(_scan_samples(folder, classes), validation_split, split_seed)
+    print(
+        f"{root} has no validation folder: split {folder} into {1 - validation_split:.0%} "
+        f"train / {validation_split:.0%} valid per class (validation_split={validation_split}, "
+        f"split_seed={split_seed})."
+    )
+    return classes, train, valid
+
+
+def _drop_unreadable(datasets: Sequence[ImageFolderDataset], root: Path) -> None:
+    """Remove files that fail the quick check and print ONE report naming each of them."""
+    problems: list[Problem] = []
+    for dataset in datasets:
+        kept: list[Sample] = []
+        for path, target in dataset.samples:
+            problem = _problem_with(path, thorough=False)
+            if problem is None:
+                kept.append((path, target))
+            else:
+                problems.append(problem)
+        dataset.samples = kept
+    if problems:
+        lines = [f"  {p.path}: {p.problem}" for p in problems]
+        print(
+            f"Skipped {len(problems)} unreadable image(s) (check every file with: "
+            f"{_CHECK_COMMAND} {root}):\n" + "\n".join(lines)
+        )
+
+
+def _warn_about_untrained_classes(train_ds: ImageFolderDataset) -> None:
+    missing = [name for name, count in class_counts(train_ds).items() if count == 0]
+    if missing:
+        print(
+            f"WARNING: class(es) {', '.join(missing)} have no training images in "
+            f"{train_ds.root}, so the model cannot learn them. Add images to those folders "
+            "or delete the folders."
+        )
+
+
+def build_datasets(
+    root: str | os.PathLike[str],
+    train_transform: Transform | None,
+    eval_transform: Transform | None,
+    *,
+    train_per_class: int | None = None,
+    valid_per_class: int | None = None,
+    validation_split: float = 0.2,
+    split_seed: int = 123,
+    seed: int = 0,
+    verify: bool = True,
+) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """The (train, valid) datasets of a dataset folder, sharing one class list.
+
+    ``root/train`` is the train split and the first of ``root/valid``, ``root/val``,
+    ``root/validation`` the valid split. Without a valid split, the train folder (or
+    ``root`` itself when it holds the class folders directly) is split with
+    :func:`split_samples`. ``verify=True`` drops files that cannot be read.
+
+    >>> train_ds, valid_ds = build_datasets("data/hymenoptera", None, None)  # doctest: +SKIP
+    >>> train_ds.class_to_idx == valid_ds.class_to_idx                       # doctest: +SKIP
+    True
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(
+            f"Dataset folder {root} does not exist. Check the path, or fetch a course dataset "
+            "with: python -m data_scripts get NAME."
+        )
+    train_dir, valid_dir = root / TRAIN_SPLIT_NAME, _valid_dir(root)
+    if train_dir.is_dir() and valid_dir is not None:
+        classes = find_classes(train_dir, valid_dir)
+        train_samples = _scan_samples(train_dir, classes)
+        valid_samples = _scan_samples(valid_dir, classes)
+    else:
+        train_dir = valid_dir = _single_folder(root)
+        classes, train_samples, valid_samples = _split_one_folder(
+            root, train_dir, validation_split, split_seed
+        )
+    train_ds = ImageFolderDataset(
+        train_dir, classes, train_transform, train_per_class, seed, samples=train_samples
+    )
+    valid_ds = ImageFolderDataset(
+        valid_dir, classes, eval_transform, valid_per_class, seed, samples=valid_samples
+    )
+    if verify:
+        _drop_unreadable((train_ds, valid_ds), root)
+    _warn_about_untrained_classes(train_ds)
+    return train_ds, valid_ds
+
+
+def make_loaders(
+    train_ds: Dataset, valid_ds: Dataset, batch_size: int, num_workers: int = 0, seed: int = 0
+) -> dict[str, DataLoader]:
+    """``{"train": shuffled seeded loader, "valid": loader in order}``.
+
+    >>> loaders = make_loaders(train_ds, valid_ds, batch_size=8)  # doctest: +SKIP
+    >>> images, labels = next(iter(loaders["train"]))             # doctest: +SKIP
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1.")
+    if len(train_ds) == 0:  # type: ignore[arg-type]
+        raise ValueError(
+            "The training dataset is empty: there is nothing to train on. Check the dataset "
+            f"folder with: {_CHECK_COMMAND} ROOT"
+        )
+    shared: dict[str, Any] = {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "persistent_workers": num_workers > 0,  # do not restart workers every epoch
+        "pin_memory": torch.cuda.is_available(),
+    }
+    # The generator makes the shuffle order (and worker seeds) repeat for a given seed.
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "train": DataLoader(train_ds, shuffle=True, generator=generator, **shared),
+        "valid": DataLoader(valid_ds, shuffle=False, **shared),
+    }
+
+
+# --------------------------------------------------------------------------- which dataset
+
+
+def _looks_like_dataset(folder: Path) -> bool:
+    """A train split with a class folder, or class folders directly (a "bring your own" set).
+
+    data_scripts installs datasets atomically, so the layout alone tells a complete one.
+    """
+    if (folder / TRAIN_SPLIT_NAME).is_dir():
+        return bool(_visible_subdirs(folder / TRAIN_SPLIT_NAME))
+    return _valid_dir(folder) is None and bool(_visible_subdirs(folder))
+
+
+def _fetch_command(name: str) -> str:
+    if name == SYNTHETIC_DATASET:
+        return "python -m data_scripts synthetic (or: make data)"
+    return f"python -m data_scripts get {name}"
+
+
+def _chosen_by_settings(dataset: str, data_root: Path) -> Path:
+    """The folder ``settings.dataset`` names: a dataset name in data_root, or a path."""
+    as_path = Path(dataset).expanduser()
+    is_path = as_path.is_absolute() or os.sep in dataset or "/" in dataset or dataset[0] in ".~"
+    folder = as_path if is_path else data_root / dataset
+    if _looks_like_dataset(folder):
+        return folder
+    fix = (
+        f"point it at a folder laid out as {_EXPECTED_LAYOUT}"
+        if is_path
+        else f"run: {_fetch_command(dataset)}"
+    )
+    raise DatasetMissingError(
+        f"settings.dataset (COURSE_DATASET) = {dataset!r}, but {folder} is not a dataset "
+        f"folder. Either {fix}, or unset COURSE_DATASET to use the lesson's own dataset."
+    )
+
+
+def find_dataset(name: str, settings: Settings | None = None, required: bool = False) -> Path:
+    """The folder of the dataset a lesson should use.
+
+    ``settings.dataset`` (``COURSE_DATASET``, "synthetic" in smoke mode) wins. Otherwise
+    ``data_root/name`` if it is there; if not, one printed line names the command that
+    fetches it and the synthetic set is used, unless ``required`` (then it raises).
+
+    >>> find_dataset("flowers102", get_settings("smoke")).name  # doctest: +SKIP
+    'synthetic'
+    """
+    settings = settings or get_settings()
+    if settings.dataset:
+        return _chosen_by_settings(settings.dataset, settings.data_root)
+    folder = settings.data_root / name
+    if _looks_like_dataset(folder):
+        return folder
+    if required or name == SYNTHETIC_DATASET:
+        raise DatasetMissingError(
+            f"Dataset {name!r} is not in {folder} and this lesson needs it. "
+            f"To get it, run: {_fetch_command(name)}"
+        )
+    synthetic = settings.data_root / SYNTHETIC_DATASET
+    if not _looks_like_dataset(synthetic):
+        raise DatasetMissingError(
+            f"Neither {folder} nor the offline fallback {synthetic} is present. Run: "
+            f"{_fetch_command(name)} (or: {_fetch_command(SYNTHETIC_DATASET)})"
+        )
+    print(
+        f"Dataset {name!r} is not in {folder}: to get it, run `{_fetch_command(name)}`. "
+        "Using the synthetic dataset meanwhile."
+    )
+    return synthetic
+
+
+#: The datasets the lessons use, in the order lesson 00 lists them.
+COURSE_DATASETS: tuple[str, ...] = (SYNTHETIC_DATASET, "hymenoptera", "flowers102")
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    """Whether one course dataset is on this machine, and how to get it if not."""
+
+    name: str
+    folder: Path
+    present: bool
+    images: int
+    fetch_command: str
+
+    def __str__(self) -> str:
+        if self.present:
+            return f"{self.name:12} present  {self.images:6d} images  {self.folder}"
+        return f"{self.name:12} missing  -> {self.fetch_command}"
+
+
+def dataset_status(
+    settings: Settings | None = None, names: Sequence[str] = COURSE_DATASETS
+) -> list[DatasetStatus]:
+    """Which course datasets are in ``settings.data_root``, with the command for the rest.
+
+    >>> for status in dataset_status(get_settings("smoke")):  # doctest: +SKIP
+    ...     print(status)
+    """
+    settings = settings or get_settings()
+    statuses = []
+    for name in names:
+        folder = settings.data_root / name
+        present = _looks_like_dataset(folder)
+        images = sum(1 for p in folder.rglob("*") if _has_image_extension(p)) if present else 0
+        statuses.append(DatasetStatus(name, folder, present, images, _fetch_command(name)))
+    return statuses
+
+
+def load_label_names(json_path: str | os.PathLike[str], classes: Sequence[str]) -> list[str]:
+    """Readable names in class-index order, from a ``{"folder": "name"}`` json map.
+
+    >>> load_label_names("data/flowers102/cat_to_name.json", ["1", "10"])  # doctest: +SKIP
+    ['pink primrose', 'globe thistle']
+    """
+    json_path = Path(json_path)
+    try:
+        mapping = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"Label map {json_path} does not exist: check the path (it sits next to the "
+            "train/ folder, e.g. data/flowers102/cat_to_name.json)."
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"Label map {json_path} is not valid JSON ({error}). Fix the file, or fetch the "
+            "dataset again."
+        ) from None
+    if not isinstance(mapping, dict):
+        raise ValueError(
+            f'Label map {json_path} must be a JSON object like {{"1": "pink primrose"}}, '
+            f"not a {type(mapping).__name__}."
+        )
+    missing = [name for name in classes if name not in mapping]
+    if missing:
+        print(
+            f"WARNING: {json_path} has no name for class folder(s) {', '.join(missing)}; "
+            "using the folder name instead."
+        )
+    return [str(mapping.get(name, name)) for name in classes]
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def _check_sizes(image_size: int, resize_size: int | None) -> None:
+    if resize_size is not None and resize_size < image_size:
+        raise ValueError(
+            f"resize_size={resize_size} is smaller than image_size={image_size}: the crop "
+            f"would not fit. Use resize_size >= {image_size} (e.g. {round(image_size / 0.875)})."
+        )
+
+
+def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[nn.Module]:
+    return [transforms.ToTensor(), transforms.Normalize(list(mean), list(std))]
+
+
+def train_transforms(
+    image_size: int,
+    resize_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    *,
+    vertical_flip: bool = True,
+) -> transforms.Compose:
+    """The course's augmentation pipeline for training images.
+
+    With ``resize_size``: Resize(resize_size) -> RandomRotation(45) -> CenterCrop(image_size),
+    where the crop cuts away most of the black corners the rotation adds. Without it:
+    RandomRotation(45) -> RandomResizedCrop(image_size), the ImageNet recipe for inputs of
+    any size. Then random flips, ColorJitter, RandomGrayscale(p=0.025), ToTensor, Normalize.
+    The vertical flip suits pictures with no "up" (flowers seen from above, cells, satellite
+    tiles); pass ``vertical_flip=False`` for animals, scenes, text or digits.
+
+    >>> train_transforms(64, 72)(Image.new("RGB", (100, 80))).shape
+    torch.Size([3, 64, 64])
+    """
+    _check_sizes(image_size, resize_size)
+    if resize_size is None:
+        geometry = [transforms.RandomRotation(45), transforms.RandomResizedCrop(image_size)]
+    else:
+        geometry = [
+            transforms.Resize(resize_size),
+            transforms.RandomRotation(45),
+            transforms.CenterCrop(image_size),
+        ]
+    flips = [transforms.RandomHorizontalFlip(p=0.5)]
+    if vertical_flip:
+        flips.append(transforms.RandomVerticalFlip(p=0.5))
+    colour = [
+        transforms.ColorJitter(brightness=0.2, contrast=0.1, saturation=0.1, hue=0.1),
+        transforms.RandomGrayscale(p=0.025),
+    ]
+    return transforms.Compose(geometry + flips + colour + _to_normalized_tensor(mean, std))
+
+
+def eval_transforms(
+    image_size: int,
+    resize_size: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> transforms.Compose:
+    """Deterministic preprocessing for validation and inference.
+
+    Resize(resize_size) -> CenterCrop(image_size) -> ToTensor -> Normalize. ``resize_size``
+    defaults to ``image_size / 0.875`` (256 for 224), the usual ImageNet ratio.
+
+    >>> eval_transforms(64, 72)(Image.new("RGB", (100, 80))).shape
+    torch.Size([3, 64, 64])
+    """
+    resize_size = resize_size if resize_size is not None else round(image_size / 0.875)
+    _check_sizes(image_size, resize_size)
+    geometry = [transforms.Resize(resize_size), transforms.CenterCrop(image_size)]
+    return transforms.Compose(geometry + _to_normalized_tensor(mean, std))
+
+
+def weights_transforms(weights: WeightsEnum | str) -> nn.Module:
+    """The preprocessing a torchvision weights preset was trained with (no download needed).
+
+    >>> weights_transforms("ResNet18_Weights.DEFAULT").crop_size
+    [224]
+    """
+    if isinstance(weights, str):
+        try:
+            weights = models.get_weight(weights)
+        except (ValueError, KeyError) as error:
+            raise ValueError(
+                f"Unknown weights {weights!r} ({error}). Use a name like "
+                "'ResNet18_Weights.DEFAULT' or a member such as "
+                "torchvision.models.ResNet18_Weights.DEFAULT."
+            ) from None
+    return weights.transforms()
+
+
+def normalization_of(transform: Any) -> MeanStd | None:
+    """The (mean, std) a transform normalizes with, found inside Composes and presets.
+
+    >>> normalization_of(eval_transforms(64, 72))
+    ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    """
+    mean, std = getattr(transform, "mean", None), getattr(transform, "std", None)
+    if mean is not None and std is not None:  # Normalize (v1, v2) and weights presets
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    children = getattr(transform, "transforms", None)  # Compose (v1, v2)
+    if children is None and isinstance(transform, nn.Sequential):
+        children = list(transform)
+    for child in children or ():
+        found = normalization_of(child)
+        if found is not None:
+            return found
+    return None
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _channel_pixels(dataset_or_loader: Dataset | DataLoader) -> Iterator[torch.Tensor]:
+    """Every image batch as a (channels, pixels) float64 tensor."""
+    batches = (
+        dataset_or_loader
+        if isinstance(dataset_or_loader, DataLoader)
+        # batch_size=None yields single samples, so images of different sizes are fine.
+        else DataLoader(dataset_or_loader, batch_size=None)  # type: ignore[arg-type]
+    )
+    for batch in batches:
+        images = batch[0] if isinstance(batch, list | tuple) else batch
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"compute_mean_std needs image tensors but got {type(images).__name__}: give "
+                "the dataset a transform that ends with transforms.ToTensor()."
+            )
+        images = images.unsqueeze(0) if images.dim() == 3 else images
+        yield images.transpose(0, 1).reshape(images.shape[1], -1).to(torch.float64)
+
+
+def compute_mean_std(dataset_or_loader: Dataset | DataLoader) -> MeanStd:
+    """Per-channel mean and std over every pixel (not a mean of batch means).
+
+    Give it images as tensors without Normalize (e.g. Resize + CenterCrop + ToTensor).
+    Sums are streamed in float64, so any dataset size fits in memory.
+
+    >>> compute_mean_std([(torch.ones(3, 2, 2), 0)])
+    ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    """
+    sums: list[torch.Tensor] = []
+    squares: list[torch.Tensor] = []
+    pixels = 0
+    for values in _channel_pixels(dataset_or_loader):
+        sums.append(values.sum(1))
+        squares.append(values.square().sum(1))
+        pixels += values.shape[1]
+    if pixels == 0:
+        raise ValueError("compute_mean_std got an empty dataset: there are no images to measure.")
+    mean = torch.stack(sums).sum(0) / pixels
+    std = (torch.stack(squares).sum(0) / pixels - mean.square()).clamp(min=0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def class_counts(dataset: Dataset) -> dict[str, int]:
+    """Images per class, in class order, classes without images included (as 0).
+
+    Works for datasets with ``.classes`` and ``.targets`` and for a ``Subset`` of one.
+
+    >>> class_counts(train_ds)  # doctest: +SKIP
+    {'ants': 124, 'bees': 121}
+    """
+    targets: Sequence[int]
+    if isinstance(dataset, Subset):
+        base = dataset.dataset
+        targets = [base.targets[i] for i in dataset.indices]  # type: ignore[attr-defined]
+    else:
+        base, targets = dataset, dataset.targets  # type: ignore[attr-defined]
+    counts = dict.fromkeys(base.classes, 0)  # type: ignore[attr-defined]
+    for target in targets:
+        counts[base.classes[target]] += 1  # type: ignore[attr-defined]
+    return counts
+
+
+# --------------------------------------------------------------------------- check
+
+
+@dataclass
+class DatasetReport:
+    """What :func:`check_dataset` found: image counts per split and class, and problems.
+
+    >>> print(check_dataset("data/synthetic"))  # doctest: +SKIP
+    """
+
+    root: Path
+    #: Split folder names found ("all" when the root holds class folders directly).
+    splits: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    #: counts[split][class] = readable images.
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def _table(self) -> list[str]:
+        width = max([len("class"), *(len(name) for name in self.classes)])
+        columns = [max(len(split), 5) for split in self.splits]
+        header = "  ".join(
+            [
+                f"{'class':<{width}}",
+                *(f"{s:>{w}}" for s, w in zip(self.splits, columns, strict=True)),
+            ]
+        )
+        rows = [header, "-" * len(header)]
+        for name in [*self.classes, "total"]:
+            cells = [
+                sum(self.counts[s].values()) if name == "total" else self.counts[s].get(name, 0)
+                for s in self.splits
+            ]
+            rows.append(
+                "  ".join(
+                    [
+                        f"{name:<{width}}",
+                        *(f"{c:>{w}}" for c, w in zip(cells, columns, strict=True)),
+                    ]
+                )
+            )
+        return rows
+
+    def __str__(self) -> str:
+        lines = [f"Dataset {self.root}"]
+        if self.splits:
+            lines += self._table()
+        if self.ok:
+            lines.append("No problems found.")
+            return "\n".join(lines)
+        lines.append(f"{len(self.problems)} problem(s):")
+        for problem in self.problems:
+            lines += [f"- {problem.path}: {problem.problem}", f"    fix: {problem.fix}"]
+        return "\n".join(lines)
+
+
+def _split_folders(root: Path) -> tuple[dict[str, Path], list[Problem]]:
+    """The split folders to check (train, the valid split, test), plus layout problems."""
+    valid_dirs = [root / name for name in VALID_SPLIT_NAMES if (root / name).is_dir()]
+    problems = [
+        Problem(
+            extra,
+            f"a second validation folder; build_datasets uses {valid_dirs[0].name}/ and ignores it",
+            f"merge it into {valid_dirs[0]} or delete it",
+        )
+        for extra in valid_dirs[1:]
+    ]
+    candidates = [root / TRAIN_SPLIT_NAME, *valid_dirs[:1], root / "test"]
+    splits = {folder.name: folder for folder in candidates if folder.is_dir()}
+    if valid_dirs and TRAIN_SPLIT_NAME not in splits:
+        problems.append(
+            Problem(
+                root / TRAIN_SPLIT_NAME,
+                "there is no train/ folder",
+                "add one folder per class to it",
+            )
+        )
+    if not splits and _visible_subdirs(root):
+        splits = {"all": root}  # one folder of classes: build_datasets splits it
+    if not splits:
+        problems.append(
+            Problem(root, "no class folders found", f"use the layout {_EXPECTED_LAYOUT}")
+        )
+    return splits, problems
+
+
+def _check_class_folder(folder: Path) -> tuple[int, list[Problem]]:
+    """Readable images in one class folder, and the problems of its files."""
+    problems: list[Problem] = []
+    readable = 0
+    for path in _visible_files(folder):
+        if not _has_image_extension(path):
+            problems.append(
+                Problem(
+                    path,
+                    f"{path.suffix or 'no extension'} is not an image extension, so it is ignored",
+                    f"move it out of the class folder (images end in {', '.join(sorted(IMAGE_EXTENSIONS))})",
+                )
+            )
+            continue
+        problem = _problem_with(path, thorough=True)
+        if problem is None:
+            readable += 1
+        else:
+            problems.append(problem)
+    if readable == 0:
+        problems.append(
+            Problem(
+                folder,
+                "empty class folder (no readable images)",
+                "add images, or delete the folder (an empty class still gets a label and an output)",
+            )
+        )
+    return readable, problems
+
+
+def _check_split(split_dir: Path, classes: Sequence[str]) -> tuple[dict[str, int], list[Problem]]:
+    problems = [
+        Problem(path, "an image outside any class folder is ignored", "move it into a class folder")
+        for path in split_dir.iterdir()
+        if path.is_file() and not is_hidden(path) and _has_image_extension(path)
+    ]
+    counts = dict.fromkeys(classes, 0)
+    for class_dir in _visible_subdirs(split_dir):
+        counts[class_dir.name], class_problems = _check_class_folder(class_dir)
+        problems += class_problems
+    return counts, problems
+
+
+def _class_mismatches(splits: dict[str, Path]) -> list[Problem]:
+    """Classes in train/ without a folder in the valid split, and the other way round."""
+    valid_name = next((name for name in VALID_SPLIT_NAMES if name in splits), None)
+    if TRAIN_SPLIT_NAME not in splits or valid_name is None:
+        return []
+    train_dir, valid_dir = splits[TRAIN_SPLIT_NAME], splits[valid_name]
+    in_train = {d.name for d in _visible_subdirs(train_dir)}
+    in_valid = {d.name for d in _visible_subdirs(valid_dir)}
+    return [
+        Problem(
+            valid_dir / name,
+            f"class {name!r} is in {train_dir.name}/ but not in {valid_name}/, so it is never validated",
+            f"add a few of its images to {valid_dir / name}",
+        )
+        for name in sorted(in_train - in_valid)
+    ] + [
+        Problem(
+            train_dir / name,
+            f"class {name!r} is in {valid_name}/ but not in {train_dir.name}/, so the model never learns it",
+            f"add training images to {train_dir / name}, or delete {valid_dir / name}",
+        )
+        for name in sorted(in_valid - in_train)
+    ]
+
+
+def check_dataset(root: str | os.PathLike[str]) -> DatasetReport:
+    """Every problem of a dataset folder in one pass (decodes every image, so it takes a while).
+
+    >>> report = check_dataset("data/synthetic")  # doctest: +SKIP
+    >>> report.ok, report.splits                  # doctest: +SKIP
+    (True, ['train', 'valid'])
+    """
+    root = Path(root)
+    report = DatasetReport(root)
+    if not root.is_dir():
+        report.problems.append(
+            Problem(
+                root,
+                "the folder does not exist",
+                "check the path, or fetch the dataset: python -m data_scripts get NAME",
+            )
+        )
+        return report
+    splits, report.problems = _split_folders(root)
+    if not splits:
+        return report
+    report.splits = list(splits)
+    report.classes = sorted(
+        {d.name for folder in splits.values() for d in _visible_subdirs(folder)}
+    )
+    for name, folder in splits.items():
+        report.counts[name], problems = _check_split(folder, report.classes)
+        report.problems += problems
+    report.problems += _class_mismatches(splits)
+    return report

@@ -1,0 +1,437 @@
+"""Exercises of lesson 03 (CNN anatomy): output sizes, a residual block, conv parameters, VGG.
+
+    >>> from coursekit.exercises import lesson03 as ex  # doctest: +SKIP
+    >>> ex.q1.check(conv_output_size)                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
+
+from coursekit.exercises.core import (
+    Incorrect,
+    MultipleChoice,
+    NotAttempted,
+    Question,
+    contains_placeholder,
+    expect,
+    expect_shape,
+    safe_repr,
+)
+
+_BLANK_USED = "`____` is still a blank: replace it with your answer."
+
+
+def _returned(function: Callable[..., Any], *args: Any) -> Any:
+    """Call the learner's function; a result holding ``____`` means "not attempted"."""
+    result = function(*args)
+    if contains_placeholder(result):
+        raise NotAttempted(_BLANK_USED)
+    return result
+
+
+def _expect_function(answer: Any, name: str) -> None:
+    expect(
+        callable(answer) and not isinstance(answer, type),
+        f"Pass your function itself (`{name}`), not the result of calling it.",
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+# ----------------------------------------------------------------------------- q1
+
+
+class ConvOutputSize(Question):
+    title = "The output size of a convolution or pooling layer"
+    hints = [
+        "The window starts at the left edge (after padding) and moves `stride` pixels at a "
+        "time; count how many positions fit.",
+        "Padding adds `padding` pixels on BOTH sides, so the padded input is "
+        "`size + 2 * padding` wide. A window of `kernel_size` fits in "
+        "`(size + 2 * padding - kernel_size) // stride + 1` positions.",
+        "`return (size + 2 * padding - kernel_size) // stride + 1` (with `//`, because a "
+        "window that sticks out past the edge is dropped).",
+    ]
+    solution_code = """
+        def conv_output_size(size, kernel_size, stride=1, padding=0):
+            return (size + 2 * padding - kernel_size) // stride + 1
+    """
+
+    #: (size, kernel_size, stride, padding) -> where the case comes from.
+    cases: tuple[tuple[tuple[int, int, int, int], str], ...] = (
+        ((224, 3, 1, 1), "a VGG 3x3 convolution"),
+        ((224, 2, 2, 0), "a VGG 2x2 max-pool"),
+        ((224, 7, 2, 3), "the ResNet stem's 7x7 convolution"),
+        ((112, 3, 2, 1), "the ResNet stem's 3x3 max-pool"),
+        ((56, 1, 2, 0), "a ResNet 1x1 shortcut convolution with stride 2"),
+        ((7, 7, 1, 0), "a 7x7 average pool on a 7x7 map"),
+        ((112, 3, 2, 0), "a 3x3 max-pool with stride 2 and no padding"),
+    )
+
+    #: Formulas with a typical mistake, and what to say when an answer follows one of them.
+    mistakes: tuple[tuple[Callable[[int, int, int, int], int], str], ...] = (
+        (
+            lambda n, k, s, p: (n + p - k) // s + 1,
+            "Padding is added on both sides: use `size + 2 * padding`.",
+        ),
+        (
+            lambda n, k, s, p: (n + 2 * p - k) // s,
+            "You are one short: the first window position counts too, so add 1 after "
+            "dividing by the stride.",
+        ),
+        (
+            lambda n, k, s, p: math.ceil((n + 2 * p - k) / s) + 1,
+            "You rounded up. A window that sticks out past the edge is dropped, so round "
+            "down with `//`.",
+        ),
+        (
+            lambda n, k, s, p: n + 2 * p - k + 1,
+            "The stride is missing: divide by `stride` before adding 1.",
+        ),
+        (
+            lambda n, k, s, p: (n - k) // s + 1,
+            "The padding is missing: the window slides over `size + 2 * padding` pixels.",
+        ),
+    )
+
+    def _check(self, conv_output_size: Any) -> None:
+        _expect_function(conv_output_size, "conv_output_size")
+        results = []
+        for (size, kernel, stride, padding), _ in self.cases:
+            call = f"conv_output_size({size}, {kernel}, stride={stride}, padding={padding})"
+            result = _returned(conv_output_size, size, kernel, stride, padding)
+            expected = (size + 2 * padding - kernel) // stride + 1
+            if isinstance(result, float) and result == expected:
+                raise Incorrect(
+                    f"{call} returned {result!r}: the value is right, but sizes are whole "
+                    "numbers. Use floor division `//` so the result is an int."
+                )
+            if isinstance(result, numbers.Real) and not _is_int(result):
+                raise Incorrect(
+                    f"{call} returned {result!r}, not a whole number. A window that sticks "
+                    "out past the edge is dropped, so round DOWN with floor division `//`."
+                )
+            expect(
+                _is_int(result),
+                f"{call} returned {safe_repr(result)}: return the size as an int.",
+            )
+            results.append(result)
+        # A mistake is named only when it explains EVERY case, so two cannot be confused.
+        for wrong, message in self.mistakes:
+            if all(r == wrong(*case) for r, (case, _) in zip(results, self.cases, strict=True)):
+                raise Incorrect(message)
+        for result, ((size, kernel, stride, padding), what) in zip(
+            results, self.cases, strict=True
+        ):
+            expected = (size + 2 * padding - kernel) // stride + 1
+            expect(
+                result == expected,
+                f"conv_output_size({size}, {kernel}, stride={stride}, padding={padding}) "
+                f"({what}) should be {expected}, but it is {result}.",
+            )
+
+
+q1 = ConvOutputSize()
+
+
+# ----------------------------------------------------------------------------- q2
+
+_NAMES_HINT = (
+    "Use torchvision's names: `conv1`, `bn1`, `conv2`, `bn2`, and `downsample` for the "
+    "shortcut (an `nn.Sequential` of a 1x1 conv and a BatchNorm, or None)."
+)
+
+
+def _reference_block(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    """torchvision's BasicBlock with the shortcut its ResNet would give it."""
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+    block = TorchvisionBasicBlock(in_channels, out_channels, stride, downsample)
+    # Random BatchNorm statistics and affine values, so that every layer changes the output.
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for module in block.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                size = module.num_features
+                module.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(size, generator=generator) * 0.1)
+    return block.eval()
+
+
+def _build(block_class: type, *args: int) -> nn.Module:
+    torch.manual_seed(0)
+    block = block_class(*args)
+    expect(
+        isinstance(block, nn.Module),
+        f"ResidualBlock{args} is a {type(block).__name__}: make the class a subclass of "
+        "`nn.Module` (and call `super().__init__()` first).",
+    )
+    return block
+
+
+def _run(block: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+    block.eval()
+    with torch.no_grad():
+        try:
+            out = block(x.clone())
+        except NotAttempted:
+            raise
+        except RuntimeError as error:
+            text = str(error)
+            if "must match the size" in text or "size of tensor" in text:
+                raise Incorrect(
+                    f"{what}: the residual branch and the shortcut have different shapes, so "
+                    "they cannot be added. When the stride is not 1 or the channels change, "
+                    "the shortcut needs a 1x1 conv with the same stride and out_channels, "
+                    "then a BatchNorm (`downsample`), and forward must use it."
+                ) from None
+            raise
+    if contains_placeholder(out):
+        raise NotAttempted(_BLANK_USED)
+    return out
+
+
+def _load_reference(block: nn.Module, reference: nn.Module, what: str) -> None:
+    theirs = block.state_dict()
+    ours = reference.state_dict()
+    with_bias = [
+        name
+        for name, module in block.named_modules()
+        if isinstance(module, nn.Conv2d) and module.bias is not None
+    ]
+    expect(
+        not with_bias,
+        f"{what}: your convolutions have a bias ({', '.join(with_bias)}). The BatchNorm right "
+        "after each conv makes a bias redundant: create them with `bias=False`.",
+    )
+    missing = sorted(set(ours) - set(theirs))
+    unexpected = sorted(set(theirs) - set(ours))
+    if missing or unexpected:
+        raise Incorrect(
+            f"{what}: the layers do not match torchvision's BasicBlock (missing "
+            f"{', '.join(missing) or 'nothing'}; extra {', '.join(unexpected) or 'nothing'}). "
+            + _NAMES_HINT
+        )
+    shapes = [k for k in ours if tuple(ours[k].shape) != tuple(theirs[k].shape)]
+    if shapes:
+        name = shapes[0]
+        raise Incorrect(
+            f"{what}: `{name}` has shape {tuple(theirs[name].shape)}, torchvision's has "
+            f"{tuple(ours[name].shape)}. Both convs are 3x3 with padding 1: conv1 goes from "
+            "in_channels to out_channels, conv2 from out_channels to out_channels; the "
+            "shortcut conv is 1x1."
+        )
+    block.load_state_dict(ours)
+
+
+class ResidualBlock(Question):
+    title = "A residual block that builds its own shortcut"
+    hints = [
+        "The residual branch is conv1 (3x3, `stride`) -> bn1 -> ReLU -> conv2 (3x3) -> bn2. "
+        "The shortcut is `x` itself, unless the shape changes.",
+        "The shape changes when `stride != 1` or `in_channels != out_channels`. Then "
+        "`self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, "
+        "stride=stride, bias=False), nn.BatchNorm2d(out_channels))`; otherwise None.",
+        "forward: `out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))`, "
+        "`shortcut = x if self.downsample is None else self.downsample(x)`, then "
+        "`return self.relu(out + shortcut)`: the ReLU comes AFTER the addition.",
+    ]
+    solution_code = """
+        class ResidualBlock(nn.Module):
+            def __init__(self, in_channels, out_channels, stride=1):
+                super().__init__()
+                self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride,
+                                       padding=1, bias=False)
+                self.bn1 = nn.BatchNorm2d(out_channels)
+                self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+                self.bn2 = nn.BatchNorm2d(out_channels)
+                self.relu = nn.ReLU(inplace=True)
+                self.downsample = None
+                if stride != 1 or in_channels != out_channels:
+                    self.downsample = nn.Sequential(
+                        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                        nn.BatchNorm2d(out_channels),
+                    )
+
+            def forward(self, x):
+                out = self.relu(self.bn1(self.conv1(x)))
+                out = self.bn2(self.conv2(out))
+                shortcut = x if self.downsample is None else self.downsample(x)
+                return self.relu(out + shortcut)
+    """
+
+    def _check(self, block_class: Any) -> None:
+        expect(
+            isinstance(block_class, type),
+            "Pass the class itself (`ResidualBlock`), not an instance or a function.",
+        )
+        x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(0))
+
+        same = _build(block_class, 8, 8, 1)
+        out = _run(same, x, "ResidualBlock(8, 8)")
+        expect_shape(out, (2, 8, 6, 6), "ResidualBlock(8, 8) applied to a (2, 8, 6, 6) input")
+        expect(
+            getattr(same, "downsample", "absent") is None,
+            "ResidualBlock(8, 8) keeps the shape of its input, so its shortcut is the identity: "
+            "set `self.downsample = None` when stride == 1 and the channel count is unchanged.",
+        )
+        self._check_identity_start(same, x)
+
+        down = _build(block_class, 8, 16, 2)
+        out = _run(down, x, "ResidualBlock(8, 16, stride=2)")
+        expect_shape(out, (2, 16, 3, 3), "ResidualBlock(8, 16, stride=2) applied to (2, 8, 6, 6)")
+        expect(
+            isinstance(getattr(down, "downsample", None), nn.Module),
+            "ResidualBlock(8, 16, stride=2) changes the shape, so it needs a `downsample` "
+            "shortcut (a 1x1 conv with stride 2 and a BatchNorm).",
+        )
+
+        for args in ((8, 8, 1), (8, 16, 2), (8, 16, 1)):
+            what = f"ResidualBlock{args}"
+            block = _build(block_class, *args)
+            reference = _reference_block(*args)
+            _load_reference(block, reference, what)
+            with torch.no_grad():
+                expected = reference(x.clone())
+            out = _run(block, x, what)
+            expect(
+                out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5),
+                f"{what} with torchvision's weights gives another output than torchvision's "
+                "BasicBlock. Check the order: conv1 -> bn1 -> ReLU -> conv2 -> bn2, add the "
+                "shortcut, then ReLU; the stride belongs on conv1 and on the shortcut conv.",
+            )
+
+    def _check_identity_start(self, block: nn.Module, x: torch.Tensor) -> None:
+        """With the last BatchNorm scaled to zero the branch is silent: out = relu(x)."""
+        last_bn = getattr(block, "bn2", None)
+        expect(isinstance(last_bn, nn.BatchNorm2d), "No BatchNorm named `bn2`. " + _NAMES_HINT)
+        with torch.no_grad():
+            last_bn.weight.zero_()
+            last_bn.bias.zero_()
+        out = _run(block, x, "ResidualBlock(8, 8)")
+        expect(
+            not torch.allclose(out, torch.zeros_like(out)),
+            "With its residual branch switched off (bn2 scaled to 0), your block outputs only "
+            "zeros: it forgot its input. Add the shortcut, `out + x`, before the final ReLU.",
+        )
+        expect(
+            not torch.allclose(out, x),
+            "With its residual branch switched off, your block returns x unchanged, negative "
+            "values included: apply the ReLU AFTER adding the shortcut, `relu(out + x)`.",
+        )
+        expect(
+            torch.allclose(out, torch.relu(x), atol=1e-6),
+            "With its residual branch switched off (bn2 scaled to 0), a residual block should "
+            "output relu(x). Return `relu(bn2(conv2(...)) + shortcut)`.",
+        )
+
+
+q2 = ResidualBlock()
+
+
+# ----------------------------------------------------------------------------- q3
+
+
+class ConvParameters(Question):
+    title = "Count the parameters of a convolution"
+    hints = [
+        "Each output channel has one filter. A filter covers every input channel with a "
+        "kernel_size x kernel_size window of weights.",
+        "Weights: `out_channels * in_channels * kernel_size * kernel_size`. With a bias, add "
+        "one number per output channel.",
+        "`return out_channels * in_channels * kernel_size ** 2 + (out_channels if bias else 0)`",
+    ]
+    solution_code = """
+        def conv_parameters(in_channels, out_channels, kernel_size, bias=True):
+            weights = out_channels * in_channels * kernel_size * kernel_size
+            return weights + (out_channels if bias else 0)
+    """
+
+    #: (in_channels, out_channels, kernel_size, bias) -> where the layer comes from.
+    cases: tuple[tuple[tuple[int, int, int, bool], str], ...] = (
+        ((3, 64, 3, True), "VGG's first convolution"),
+        ((64, 128, 3, False), "a 3x3 convolution in ResNet-18's layer2"),
+        ((256, 64, 1, False), "a Bottleneck's 1x1 reduction"),
+        ((3, 64, 7, False), "the ResNet stem"),
+        ((512, 512, 3, True), "a convolution in VGG's last stage"),
+    )
+
+    #: Formulas with a typical mistake, and what to say when an answer follows one of them.
+    mistakes: tuple[tuple[Callable[[int, int, int, bool], int], str], ...] = (
+        (lambda i, o, k, b: o * i * k * k, "You forgot the bias: one extra number per output "
+         "channel when `bias=True`."),
+        (lambda i, o, k, b: o * i * k * k + o, "Some layers have `bias=False`: count the bias "
+         "only when bias is True."),
+        (lambda i, o, k, b: o * i * k + (o if b else 0), "A kernel is a square: multiply by "
+         "kernel_size TWICE (kernel_size ** 2)."),
+        (lambda i, o, k, b: o * k * k + (o if b else 0), "Each filter spans every input "
+         "channel: multiply by in_channels too."),
+        (lambda i, o, k, b: o * i * k * k + (i if b else 0), "There is one bias per OUTPUT "
+         "channel (one per filter), not per input channel."),
+    )
+
+    def _check(self, conv_parameters: Any) -> None:
+        _expect_function(conv_parameters, "conv_parameters")
+        results = []
+        for (cin, cout, k, bias), _ in self.cases:
+            result = _returned(conv_parameters, cin, cout, k, bias)
+            expect(
+                isinstance(result, numbers.Real) and float(result).is_integer(),
+                f"conv_parameters({cin}, {cout}, {k}, bias={bias}) returned "
+                f"{safe_repr(result)}: a parameter count is a whole number.",
+            )
+            results.append(result)
+        for wrong, message in self.mistakes:
+            if all(r == wrong(*case) for r, (case, _) in zip(results, self.cases, strict=True)):
+                raise Incorrect(message)
+        for result, ((cin, cout, k, bias), what) in zip(results, self.cases, strict=True):
+            # The truth comes from PyTorch itself (a meta layer allocates no memory).
+            layer = nn.Conv2d(cin, cout, k, bias=bias, device="meta")
+            expected = sum(p.numel() for p in layer.parameters())
+            expect(
+                result == expected,
+                f"conv_parameters({cin}, {cout}, {k}, bias={bias}) ({what}) should be "
+                f"{expected}, but it is {result}.",
+            )
+
+
+q3 = ConvParameters()
+
+
+# ----------------------------------------------------------------------------- q4
+
+q4 = MultipleChoice(
+    title="The configuration letter of VGG-16",
+    options=("A", "B", "C", "D", "E"),
+    expected="D",
+    wrong_answers={
+        "A": "A is VGG-11: 8 convolutions + 3 Linear layers.",
+        "B": "B is VGG-13: 10 convolutions + 3 Linear layers.",
+        "C": "C also has 16 weight layers, but three of its convolutions are 1x1. torchvision "
+        "(and ck.VGG_CFGS) do not build it: their VGG-16 is the all-3x3 configuration.",
+        "E": "E is VGG-19: 16 convolutions + 3 Linear layers.",
+    },
+    hints=[
+        "The number in a VGG's name counts its weight layers: convolutions + the 3 Linear "
+        "layers of the classifier. Pooling layers have no weights.",
+        "VGG-16 therefore has 13 convolutions: count the numbers (not the 'M's) in each list "
+        "of `ck.VGG_CFGS`.",
+    ],
+    solution_code='letter = "D"  # 13 convolutions + 3 Linear layers = 16',
+)

@@ -1,0 +1,927 @@
+"""Using a trained model: predictions, timing, evaluation metrics and portable bundles.
+
+Everything here runs the model the way inference must: ``model.eval()`` (dropout off,
+BatchNorm uses its running statistics) inside ``torch.inference_mode()`` (no autograd
+bookkeeping), with the same preprocessing as validation. Each module's own train/eval flag
+is restored afterwards, so calling these helpers in the middle of training changes nothing.
+
+    >>> pred = predict_image(model, "rose.jpg", transform, class_names)  # doctest: +SKIP
+    >>> pred.label, round(pred.prob, 2)                                   # doctest: +SKIP
+    ('rose', 0.93)
+
+A *bundle* (``export_bundle`` / ``load_bundle``) is one ``.pt`` file with the weights and
+everything needed to use them (class names, architecture name, preprocessing), made of plain
+values and tensors only so that ``torch.load(path, weights_only=True)`` can read it safely.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import itertools
+import math
+import os
+import pickle
+import statistics
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeAlias
+
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from coursekit import models
+from coursekit.config import pick_device
+from coursekit.data import (
+    IMAGE_EXTENSIONS,
+    UnreadableImageError,
+    eval_transforms,
+    is_hidden,
+    load_image,
+    to_rgb,
+)
+
+#: An image given by its path or already opened with PIL.
+ImageInput: TypeAlias = str | os.PathLike | Image.Image
+#: Anything ``torch.device`` accepts, or "auto" (see ``config.pick_device``).
+DeviceLike: TypeAlias = str | torch.device
+
+BUNDLE_FORMAT = "coursekit-bundle"
+BUNDLE_VERSION = 1
+_BUNDLE_KEYS = (
+    "format", "version", "state_dict", "class_names", "arch", "num_classes",
+    "image_size", "resize_size", "mean", "std", "extra",
+)  # fmt: skip
+#: How to make a bundle, quoted by every error about a file that is not one.
+_EXPORT_CALL = (
+    "ck.export_bundle(path, model, class_names=..., arch=..., image_size=..., "
+    "resize_size=..., mean=..., std=...)"
+)
+
+#: Architecture names that build coursekit's from-scratch networks. Their state_dict keys
+#: equal torchvision's, so a bundle exported under either name loads into either model.
+COURSEKIT_ARCHS: dict[str, Callable[..., nn.Module]] = {
+    "coursekit.resnet18": models.resnet18,
+    "coursekit.resnet34": models.resnet34,
+    "coursekit.resnet50": models.resnet50,
+}
+
+
+class BundleError(ValueError):
+    """A file is not a usable coursekit bundle, or a model cannot be exported as one."""
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top-k classes the model gives one image, best first.
+
+    >>> p = Prediction("a.jpg", ["rose", "tulip"], [0.9, 0.1], [3, 7], seconds=0.002)
+    >>> p.label, p.prob, p.index
+    ('rose', 0.9, 3)
+    """
+
+    #: The image's path, or "<image>" for an image passed in memory.
+    source: str
+    top_classes: list[str]
+    top_probs: list[float]
+    top_indices: list[int]
+    #: This image's share of its batch's forward-pass time (preprocessing excluded).
+    seconds: float
+
+    @property
+    def label(self) -> str:
+        """Name of the most likely class."""
+        return self.top_classes[0]
+
+    @property
+    def prob(self) -> float:
+        """Probability of the most likely class."""
+        return self.top_probs[0]
+
+    @property
+    def index(self) -> int:
+        """Class index of the most likely class."""
+        return self.top_indices[0]
+
+    def as_row(self) -> dict[str, str | float]:
+        """One flat row (file, label, prob, top1_label, top1_prob, ..., seconds) for CSVs.
+
+        >>> Prediction("a.jpg", ["rose"], [0.9], [3], 0.002).as_row()["top1_label"]
+        'rose'
+        """
+        row: dict[str, str | float] = {"file": self.source, "label": self.label, "prob": self.prob}
+        for rank, (name, prob) in enumerate(
+            zip(self.top_classes, self.top_probs, strict=True), start=1
+        ):
+            row[f"top{rank}_label"] = name
+            row[f"top{rank}_prob"] = prob
+        row["seconds"] = self.seconds
+        return row
+
+
+def predict_image(
+    model: nn.Module,
+    image: ImageInput,
+    transform: Callable[[Image.Image], torch.Tensor],
+    class_names: Sequence[str],
+    device: DeviceLike | None = None,
+    top_k: int = 5,
+) -> Prediction:
+    """Top-k prediction for one image (a path, opened as RGB with EXIF orientation, or a PIL image).
+
+    ``transform`` must be the evaluation pipeline the model was validated with. ``device``
+    None runs where the model already is; otherwise the model is moved to ``device``.
+
+    >>> pred = predict_image(model, "photo.jpg", eval_transforms(224, 256, mean, std), names)  # doctest: +SKIP
+    >>> print(pred.label, pred.top_probs)  # doctest: +SKIP
+    """
+    device = _resolve_device(model, device)
+    tensor = transform(_open_rgb(image))
+    return _predict_batch(model, [tensor], [_source_name(image)], class_names, device, top_k)[0]
+
+
+def predict_images(
+    model: nn.Module,
+    images: Iterable[ImageInput],
+    transform: Callable[[Image.Image], torch.Tensor],
+    class_names: Sequence[str],
+    device: DeviceLike | None = None,
+    batch_size: int = 32,
+    top_k: int = 5,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Predictions for many images, ``batch_size`` at a time (one forward pass per batch).
+
+    A file that is missing or cannot be read is skipped with one printed line naming it, so
+    one bad file does not stop a folder of thousands. Results keep the input order.
+
+    >>> preds = predict_images(model, ["a.jpg", "b.png"], transform, names)  # doctest: +SKIP
+    >>> [p.label for p in preds]  # doctest: +SKIP
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be at least 1.")
+    device = _resolve_device(model, device)
+    items = list(images)
+    batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    predictions: list[Prediction] = []
+    for batch in tqdm(batches, disable=not progress, desc="predict", unit="batch"):
+        tensors, sources = _load_readable(batch, transform)
+        if tensors:
+            predictions += _predict_batch(model, tensors, sources, class_names, device, top_k)
+    return predictions
+
+
+def predict_folder(
+    model: nn.Module,
+    folder: str | os.PathLike,
+    transform: Callable[[Image.Image], torch.Tensor],
+    class_names: Sequence[str],
+    device: DeviceLike | None = None,
+    batch_size: int = 32,
+    top_k: int = 5,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Predictions for every image file under ``folder`` (recursively, sorted, hidden ignored).
+
+    >>> preds = predict_folder(model, "my_photos", transform, names)  # doctest: +SKIP
+    >>> print(predictions_table(preds))  # doctest: +SKIP
+    """
+    files = image_files(folder)
+    return predict_images(model, files, transform, class_names, device, batch_size, top_k, progress)
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` and its sub-folders, sorted; hidden files/folders ignored.
+
+    >>> image_files("my_photos")[:2]  # doctest: +SKIP
+    [PosixPath('my_photos/cat.jpg'), PosixPath('my_photos/dog.png')]
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Image folder {root} does not exist (or is not a folder). Check the path; "
+            f"relative paths start at the current directory, {Path.cwd()}."
+        )
+    files = sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in IMAGE_EXTENSIONS
+        # Checkpoint copies such as .ipynb_checkpoints/ would be predicted twice otherwise.
+        and not any(is_hidden(part) for part in path.relative_to(root).parts)
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"No image files in {root} or its sub-folders (looked for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}). Put some images there or pick another folder."
+        )
+    return files
+
+
+def _predict_batch(
+    model: nn.Module,
+    tensors: list[torch.Tensor],
+    sources: list[str],
+    class_names: Sequence[str],
+    device: torch.device,
+    top_k: int,
+) -> list[Prediction]:
+    batch = _stack(tensors).to(device)
+    with evaluating(model):
+        _synchronize(device)
+        start = time.perf_counter()
+        logits = model(batch)
+        _synchronize(device)
+        seconds_each = (time.perf_counter() - start) / len(tensors)
+    _check_logits(logits, class_names)
+    k = _clip_top_k(top_k, len(class_names))
+    top_probs, top_indices = torch.softmax(logits.float(), dim=1).topk(k, dim=1)
+    return [
+        Prediction(
+            source=source,
+            top_classes=[class_names[i] for i in indices],
+            top_probs=probs,
+            top_indices=indices,
+            seconds=seconds_each,
+        )
+        for source, probs, indices in zip(
+            sources, top_probs.tolist(), top_indices.tolist(), strict=True
+        )
+    ]
+
+
+def _load_readable(
+    items: Iterable[ImageInput], transform: Callable[[Image.Image], torch.Tensor]
+) -> tuple[list[torch.Tensor], list[str]]:
+    """Transformed tensors and names of the items that can be read; the others are reported."""
+    tensors, sources = [], []
+    for item in items:
+        try:
+            image = _open_rgb(item)
+        except (UnreadableImageError, FileNotFoundError) as err:
+            print("Skipped: " + " ".join(str(err).split()))  # one line per file, however long
+            continue
+        tensors.append(transform(image))
+        sources.append(_source_name(item))
+    return tensors, sources
+
+
+def _open_rgb(image: ImageInput) -> Image.Image:
+    # The network was trained on 3-channel RGB; grey, RGBA or palette images must match that.
+    return to_rgb(image) if isinstance(image, Image.Image) else load_image(image)
+
+
+def _source_name(image: ImageInput) -> str:
+    return "<image>" if isinstance(image, Image.Image) else os.fspath(image)
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"The transform produced images of different sizes {sorted(shapes)}, which cannot "
+            "be batched. Use an evaluation transform that ends in a fixed-size crop, such as "
+            "eval_transforms(image_size, resize_size, mean, std)."
+        )
+    return torch.stack(tensors)
+
+
+def _check_logits(logits: Any, class_names: Sequence[str]) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise TypeError(
+            "The model should return one row of class scores per image (a tensor of shape "
+            f"[batch, classes]) but returned {type(logits).__name__}. Pass a classifier."
+        )
+    if logits.shape[1] != len(class_names):
+        raise ValueError(
+            f"The model gives {logits.shape[1]} class scores but {len(class_names)} class names "
+            "were given. Pass the class names the model was trained with (e.g. train_ds.classes)."
+        )
+
+
+def _clip_top_k(top_k: int, num_classes: int) -> int:
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k} must be at least 1.")
+    return min(top_k, num_classes)
+
+
+# --------------------------------------------------------------------------- eval mode & device
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in eval mode and ``torch.inference_mode()``, then restore it.
+
+    Every sub-module gets its own flag back, so a frozen BatchNorm that was in eval mode
+    inside a training model stays that way.
+
+    >>> with evaluating(model):  # doctest: +SKIP
+    ...     logits = model(images)
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield model
+    finally:
+        for module, was_training in flags:
+            module.training = was_training
+
+
+def _resolve_device(model: nn.Module, device: DeviceLike | None) -> torch.device:
+    """None: where the model already is. Otherwise the model is moved to ``device``."""
+    if device is None:
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
+    chosen = pick_device(str(device))
+    model.to(chosen)
+    return chosen
+
+
+def _synchronize(device: torch.device) -> None:
+    # GPU kernels run asynchronously: without waiting, the clock stops before the work is done.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclass(frozen=True)
+class TimingResult:
+    """How long one timed run took (a forward pass of the batch, or a loop over it).
+
+    >>> r = TimingResult(4.0, 4.2, 3.9, 0.5, 2000.0, runs=10, device="cpu", batch_size=8)
+    >>> str(r).startswith("4.00 ms per run")
+    True
+    """
+
+    median_ms: float
+    mean_ms: float
+    min_ms: float
+    per_image_ms: float
+    images_per_second: float
+    runs: int
+    device: str
+    #: Images processed by each timed run.
+    batch_size: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.median_ms:.2f} ms per run of {self.batch_size} image(s) "
+            f"(median of {self.runs} on {self.device}): {self.per_image_ms:.2f} ms per image, "
+            f"{self.images_per_second:.1f} images/s"
+        )
+
+
+def time_inference(
+    model: nn.Module,
+    example_batch: torch.Tensor,
+    device: DeviceLike | None = None,
+    warmup: int = 3,
+    runs: int = 10,
+) -> TimingResult:
+    """Time forward passes of ``example_batch`` (N, C, H, W): ``warmup`` untimed, then ``runs`` timed.
+
+    Warm-up runs absorb one-off costs (memory allocation, kernel selection); on a GPU the
+    device is synchronised so that the clock measures finished work.
+
+    >>> result = time_inference(model, torch.randn(8, 3, 224, 224), warmup=3, runs=10)  # doctest: +SKIP
+    >>> print(result)  # doctest: +SKIP
+    """
+    device = _resolve_device(model, device)
+    batch = _as_batch(example_batch, "example_batch").to(device)
+    return _timed(lambda: model(batch), model, device, warmup, runs, images_per_run=len(batch))
+
+
+def compare_one_by_one_vs_batched(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: DeviceLike | None = None,
+    warmup: int = 3,
+    runs: int = 10,
+) -> dict[str, Any]:
+    """Time the same N images one at a time and as one batch.
+
+    Returns ``{"one_by_one": TimingResult, "batched": TimingResult, "speedup": float}``,
+    where speedup is how many times more images per second batching processes.
+
+    >>> result = compare_one_by_one_vs_batched(model, torch.randn(16, 3, 224, 224))  # doctest: +SKIP
+    >>> print(f"batching is {result['speedup']:.1f}x faster")  # doctest: +SKIP
+    """
+    device = _resolve_device(model, device)
+    batch = _as_batch(images, "images").to(device)
+
+    def one_at_a_time() -> None:
+        for image in batch:
+            model(image.unsqueeze(0))
+
+    one_by_one = _timed(one_at_a_time, model, device, warmup, runs, images_per_run=len(batch))
+    batched = _timed(lambda: model(batch), model, device, warmup, runs, images_per_run=len(batch))
+    speedup = batched.images_per_second / one_by_one.images_per_second
+    return {"one_by_one": one_by_one, "batched": batched, "speedup": speedup}
+
+
+def _timed(
+    run_once: Callable[[], object],
+    model: nn.Module,
+    device: torch.device,
+    warmup: int,
+    runs: int,
+    images_per_run: int,
+) -> TimingResult:
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"Need warmup >= 0 and runs >= 1 (got warmup={warmup}, runs={runs}).")
+    with evaluating(model):
+        for _ in range(warmup):
+            run_once()
+        _synchronize(device)
+        seconds = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            run_once()
+            _synchronize(device)
+            seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return TimingResult(
+        median_ms=median * 1000,
+        mean_ms=statistics.fmean(seconds) * 1000,
+        min_ms=min(seconds) * 1000,
+        per_image_ms=median * 1000 / images_per_run,
+        images_per_second=images_per_run / median if median > 0 else math.inf,
+        runs=runs,
+        device=str(device),
+        batch_size=images_per_run,
+    )
+
+
+def _as_batch(images: torch.Tensor, name: str) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(
+            f"{name} must be a non-empty batch tensor of shape (N, C, H, W), got {shape}. "
+            "For a single image tensor add the batch dimension: image.unsqueeze(0)."
+        )
+    return images
+
+
+# --------------------------------------------------------------------------- tables and CSV
+
+
+def predictions_table(predictions: Sequence[Prediction], top_k: int | None = None) -> str:
+    """A fixed-width text table: file, top-1 class, its probability, time per image.
+
+    ``top_k`` adds a column with the k best classes and their probabilities.
+
+    >>> print(predictions_table(predict_folder(model, "photos", transform, names), top_k=3))  # doctest: +SKIP
+    """
+    if not predictions:
+        return "(no predictions)"
+    headers = ["file", "top-1", "prob", "ms/image"]
+    rows = [
+        [_shorten(p.source), p.label, f"{p.prob:.3f}", f"{p.seconds * 1000:.2f}"]
+        for p in predictions
+    ]
+    if top_k is not None:
+        k = _clip_top_k(top_k, max(len(p.top_classes) for p in predictions))
+        headers.append(f"top-{k}")
+        for row, p in zip(rows, predictions, strict=True):
+            best = zip(p.top_classes[:k], p.top_probs[:k], strict=True)
+            row.append(", ".join(f"{name} {prob:.2f}" for name, prob in best))
+    return _format_table(headers, rows, numeric_columns={2, 3})
+
+
+def _format_table(headers: list[str], rows: list[list[str]], numeric_columns: set[int]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if i in numeric_columns else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _shorten(text: str, width: int = 40) -> str:
+    # The end of a path (folder/file name) is the part that tells images apart.
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def save_predictions_csv(predictions: Sequence[Prediction], path: str | os.PathLike) -> Path:
+    """Write predictions to a CSV (file, label, prob, top1_label, top1_prob, ..., seconds).
+
+    The file is written next to its final name and moved into place, so an interrupted
+    run never leaves half a CSV; missing parent folders are created.
+
+    >>> save_predictions_csv(preds, "runs/predictions.csv")  # doctest: +SKIP
+    PosixPath('runs/predictions.csv')
+    """
+    path = Path(path)
+    rows = [p.as_row() for p in predictions]
+    max_k = max((len(p.top_classes) for p in predictions), default=0)
+    ranked = [f"top{rank}_{field}" for rank in range(1, max_k + 1) for field in ("label", "prob")]
+    with _atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "label", "prob", *ranked, "seconds"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@contextmanager
+def _atomic_open(path: Path, mode: str, **open_kwargs: Any) -> Iterator[IO[Any]]:
+    """Write a temporary file in the target folder and rename it only once it is complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def collect_predictions(
+    model: nn.Module,
+    loader: Iterable[Sequence[torch.Tensor]],
+    device: DeviceLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (N, K) and true labels (N,) for every sample of ``loader``, on the CPU.
+
+    >>> probs, labels = collect_predictions(model, loaders["valid"])  # doctest: +SKIP
+    >>> cm = confusion_matrix(labels, probs.argmax(dim=1), num_classes=probs.shape[1])  # doctest: +SKIP
+    """
+    device = _resolve_device(model, device)
+    probs, labels = [], []
+    with evaluating(model):
+        for inputs, targets in loader:
+            probs.append(torch.softmax(model(inputs.to(device)).float(), dim=1).cpu())
+            labels.append(torch.as_tensor(targets).cpu())
+    if not probs:
+        raise ValueError("The loader yielded no batches: is its dataset empty?")
+    # Concatenating outside inference mode returns ordinary tensors that learners may edit.
+    return torch.cat(probs), torch.cat(labels).long()
+
+
+def confusion_matrix(
+    labels: torch.Tensor | Sequence[int],
+    preds: torch.Tensor | Sequence[int],
+    num_classes: int,
+) -> torch.Tensor:
+    """K x K int64 counts: row = true class, column = predicted class.
+
+    >>> confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), num_classes=2)
+    tensor([[1, 0],
+            [1, 1]])
+    """
+    labels = _class_indices(labels, "labels", num_classes)
+    preds = _class_indices(preds, "preds", num_classes)
+    if labels.shape != preds.shape:
+        raise ValueError(
+            f"labels has {len(labels)} entries but preds has {len(preds)}: "
+            "they must describe the same samples."
+        )
+    # Each (true, predicted) pair gets its own bin number true * K + predicted.
+    counts = torch.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def _class_indices(
+    values: torch.Tensor | Sequence[int], name: str, num_classes: int
+) -> torch.Tensor:
+    tensor = torch.as_tensor(values).cpu()
+    if tensor.ndim != 1:
+        tip = " Probabilities? Pass probs.argmax(dim=1)." if tensor.ndim == 2 else ""
+        raise ValueError(
+            f"{name} must be a 1-D tensor of class indices, got shape {tuple(tensor.shape)}.{tip}"
+        )
+    if tensor.is_floating_point():
+        raise ValueError(f"{name} must hold integer class indices, got dtype {tensor.dtype}.")
+    outside = tensor[(tensor < 0) | (tensor >= num_classes)]
+    if len(outside):
+        raise ValueError(
+            f"{name} contains class index {outside[0].item()}, outside 0..{num_classes - 1}. "
+            "num_classes must be the number of classes (len(class_names))."
+        )
+    return tensor.long()
+
+
+def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
+    """Accuracy (recall) of each true class: diagonal / row sums of a confusion matrix.
+
+    A class with no samples has no accuracy: its entry is ``nan`` (not 0, which would claim
+    the model got every one of them wrong). Use ``torch.nanmean`` to average.
+
+    >>> per_class_accuracy(torch.tensor([[3, 1], [0, 0]]))
+    tensor([0.7500,    nan])
+    """
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"Expected a square confusion matrix, got shape {tuple(cm.shape)}.")
+    return cm.diagonal().float() / cm.sum(dim=1).float()
+
+
+def top_k_accuracy(probs: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Fraction of samples whose true class is among the ``k`` highest scores.
+
+    >>> top_k_accuracy(torch.tensor([[0.1, 0.6, 0.3]]), torch.tensor([2]), k=2)
+    1.0
+    """
+    if probs.ndim != 2 or len(probs) == 0 or len(probs) != len(labels):
+        raise ValueError(
+            f"Need probs of shape (N, K) and N labels, got {tuple(probs.shape)} and "
+            f"{len(labels)} labels."
+        )
+    best = probs.topk(_clip_top_k(k, probs.shape[1]), dim=1).indices
+    hits = (best == torch.as_tensor(labels, device=best.device).reshape(-1, 1)).any(dim=1)
+    return hits.float().mean().item()
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+@dataclass(repr=False)
+class Bundle:
+    """A model loaded from a bundle, ready to predict with its own preprocessing.
+
+    >>> bundle = load_bundle("runs/flowers.pt")  # doctest: +SKIP
+    >>> bundle.predict("rose.jpg").label  # doctest: +SKIP
+    """
+
+    model: nn.Module
+    class_names: list[str]
+    transform: Callable[[Image.Image], torch.Tensor]
+    arch: str
+    #: Everything stored in the file except the weights (image_size, mean, std, extra, ...).
+    metadata: dict[str, Any]
+
+    def __repr__(self) -> str:
+        # The default repr would print every layer of the model in a notebook.
+        return (
+            f"Bundle(arch={self.arch!r}, classes={len(self.class_names)}, "
+            f"image_size={self.metadata.get('image_size')})"
+        )
+
+    def predict(self, image: ImageInput, top_k: int = 5) -> Prediction:
+        """Top-k prediction for one image path or PIL image.
+
+        >>> bundle.predict("rose.jpg", top_k=3).top_classes  # doctest: +SKIP
+        """
+        return predict_image(self.model, image, self.transform, self.class_names, top_k=top_k)
+
+    def predict_folder(
+        self,
+        folder: str | os.PathLike,
+        top_k: int = 5,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> list[Prediction]:
+        """Predictions for every image under ``folder`` (see ``predict_folder``).
+
+        >>> print(predictions_table(bundle.predict_folder("photos")))  # doctest: +SKIP
+        """
+        return predict_folder(
+            self.model,
+            folder,
+            self.transform,
+            self.class_names,
+            batch_size=batch_size,
+            top_k=top_k,
+            progress=progress,
+        )
+
+
+def export_bundle(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    class_names: Sequence[str],
+    arch: str,
+    image_size: int,
+    resize_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    extra: Any = None,
+) -> Path:
+    """Save the model and everything needed to use it as ONE ``.pt`` file (written atomically).
+
+    ``arch`` names the architecture: a torchvision classifier ("resnet18", "efficientnet_b0",
+    ...) or "coursekit.resnet18" / "coursekit.resnet50". The weights are checked against it
+    now, so a wrong arch or class count fails here rather than when someone loads the file.
+
+    >>> export_bundle("runs/flowers.pt", model, class_names=names, arch="resnet18",  # doctest: +SKIP
+    ...               image_size=224, resize_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    """
+    path = Path(path)
+    where = f"Cannot export {path}"
+    names = list(class_names)
+    if not names or not all(isinstance(name, str) for name in names):
+        raise BundleError(
+            f"{where}: class_names must be a non-empty list of strings, got {names!r}."
+        )
+    state_dict = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    # Build the reference on the meta device: shapes only, no memory and no random init.
+    with torch.device("meta"):
+        reference = _build_model(arch, len(names), where)
+    _check_weights_fit(reference.state_dict(), state_dict, where, arch, len(names))
+    extra = {} if extra is None else extra
+    _check_plain(extra, "extra", where)
+    bundle = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "state_dict": state_dict,
+        "class_names": names,
+        "arch": arch,
+        "num_classes": len(names),
+        "image_size": int(image_size),
+        "resize_size": int(resize_size),
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "extra": extra,
+    }
+    with _atomic_open(path, "wb") as handle:
+        torch.save(bundle, handle)
+    return path
+
+
+def load_bundle(path: str | os.PathLike, device: DeviceLike = "cpu") -> Bundle:
+    """Load a bundle written by ``export_bundle``: model in eval mode on ``device``, ready to predict.
+
+    No training code is needed: the model is rebuilt from its architecture name, and the file
+    is read with ``torch.load(weights_only=True)``, which cannot run code hidden in a file.
+
+    >>> bundle = load_bundle("runs/flowers.pt", device="cpu")  # doctest: +SKIP
+    >>> bundle.predict("rose.jpg").label  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No bundle file at {path}. Check the path (bundles are written by ck.export_bundle)."
+        )
+    target = pick_device(str(device))
+    contents = _read_bundle(path, target)
+    where = str(path)
+    model = _build_model(contents["arch"], contents["num_classes"], where)
+    _check_weights_fit(
+        model.state_dict(), contents["state_dict"], where, contents["arch"], contents["num_classes"]
+    )
+    model.load_state_dict(contents["state_dict"])
+    model.to(target).eval()
+    transform = eval_transforms(
+        contents["image_size"],
+        contents["resize_size"],
+        tuple(contents["mean"]),
+        tuple(contents["std"]),
+    )
+    return Bundle(
+        model=model,
+        class_names=list(contents["class_names"]),
+        transform=transform,
+        arch=contents["arch"],
+        metadata={key: value for key, value in contents.items() if key != "state_dict"},
+    )
+
+
+def _read_bundle(path: Path, device: torch.device) -> dict[str, Any]:
+    """The bundle dictionary in ``path``, or a BundleError saying what the file is instead."""
+    try:
+        # map_location: a bundle saved from a GPU still loads on a CPU-only machine.
+        contents = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, ValueError) as err:
+        raise BundleError(
+            f"{path} is not a coursekit bundle: {_why_unloadable(path, err)}"
+        ) from err
+    if not isinstance(contents, dict) or contents.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not a coursekit bundle: {_describe(contents)}")
+    missing = [key for key in _BUNDLE_KEYS if key not in contents]
+    if missing:
+        raise BundleError(
+            f"{path} is a damaged bundle: it lacks {', '.join(missing)}. "
+            f"Export the model again with {_EXPORT_CALL}."
+        )
+    if contents["version"] != BUNDLE_VERSION:
+        raise BundleError(
+            f"{path} is a bundle of format version {contents['version']!r}, but this coursekit "
+            f"reads version {BUNDLE_VERSION}. Update coursekit (pip install -U -e .)."
+        )
+    return contents
+
+
+def _why_unloadable(path: Path, error: Exception) -> str:
+    # torch.save writes a zip archive: anything else is another kind of file or a cut-off copy.
+    if zipfile.is_zipfile(path) and isinstance(error, pickle.UnpicklingError):
+        return (
+            "it holds Python objects that safe loading (torch.load(weights_only=True)) refuses, "
+            f"such as a whole model saved with torch.save(model). Export the model with {_EXPORT_CALL}."
+        )
+    return (
+        "it is not a file written by torch.save, or it is truncated (an interrupted download "
+        f"or copy). Copy it again, or export the model with {_EXPORT_CALL}."
+    )
+
+
+def _describe(contents: Any) -> str:
+    """What a non-bundle .pt file most likely is, and how to get a bundle from it."""
+    if not isinstance(contents, dict):
+        return f"it holds a {type(contents).__name__}. Export your model with {_EXPORT_CALL}."
+    keys = [str(key) for key in contents]
+    if contents and all(isinstance(value, torch.Tensor) for value in contents.values()):
+        return (
+            "it is a bare state_dict (model.state_dict()): weights without class names, "
+            "architecture or preprocessing. Load it into your model with "
+            f"model.load_state_dict(...), then export a bundle with {_EXPORT_CALL}."
+        )
+    if any("optimizer" in key or key == "epoch" for key in keys):
+        return (
+            "this is a training checkpoint (weights plus optimizer state, for resuming "
+            "training). Load it into your model with ck.load_checkpoint(path, model), then "
+            f"export a bundle with {_EXPORT_CALL}."
+        )
+    return (
+        f"it is a dictionary with keys {keys[:8]} and no format='{BUNDLE_FORMAT}'. "
+        f"Export your model with {_EXPORT_CALL}."
+    )
+
+
+def _build_model(arch: str, num_classes: int, where: str) -> nn.Module:
+    """A randomly initialised model of architecture ``arch`` with ``num_classes`` outputs."""
+    if arch in COURSEKIT_ARCHS:
+        return COURSEKIT_ARCHS[arch](num_classes=num_classes)
+    torchvision_archs = torchvision.models.list_models(module=torchvision.models)
+    if arch in torchvision_archs:
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    close = difflib.get_close_matches(
+        str(arch).lower(), [*torchvision_archs, *COURSEKIT_ARCHS], n=3
+    )
+    suggestion = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise BundleError(
+        f"{where}: unknown arch {arch!r}.{suggestion} Use a torchvision classifier name "
+        "(resnet18, resnet50, vgg16, efficientnet_b0, ...; all of them: "
+        "torchvision.models.list_models(module=torchvision.models)) or one of "
+        f"{', '.join(COURSEKIT_ARCHS)}."
+    )
+
+
+def _check_weights_fit(
+    expected: dict[str, torch.Tensor],
+    weights: dict[str, torch.Tensor],
+    where: str,
+    arch: str,
+    num_classes: int,
+) -> None:
+    """Raise a BundleError naming the first key whose presence or shape does not match."""
+    model_desc = f"{arch} with {num_classes} classes"
+    fix = (
+        "Use the arch the model was built with and the class names it was trained on "
+        f"({num_classes} given)."
+    )
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    if missing or unexpected:
+        first = f"it lacks {missing[0]!r}" if missing else f"it has an extra {unexpected[0]!r}"
+        raise BundleError(f"{where}: the weights do not fit {model_desc}: {first}. {fix}")
+    for key, reference in expected.items():
+        if weights[key].shape != reference.shape:
+            raise BundleError(
+                f"{where}: {key!r} has shape {tuple(weights[key].shape)} in the weights but "
+                f"{model_desc} expects {tuple(reference.shape)}. {fix}"
+            )
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, name: str, where: str) -> None:
+    """Refuse values that ``torch.load(weights_only=True)`` would refuse to read back."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, f"a key of {name}", where)
+            _check_plain(item, f"{name}[{key!r}]", where)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{name}[{i}]", where)
+    # Exact types: subclasses such as numpy.float64 or Path would not load safely.
+    elif type(value) not in _PLAIN_TYPES and not isinstance(value, torch.Tensor):
+        raise BundleError(
+            f"{where}: {name} is a {type(value).__name__}. A bundle holds only plain values "
+            "(str, int, float, bool, None, lists, dicts, tensors) so that it loads with "
+            "torch.load(weights_only=True); convert it first, e.g. str(path) or float(x)."
+        )

@@ -1,0 +1,816 @@
+"""Models: VGG and ResNet written from scratch, pretrained torchvision classifiers, heads,
+freezing and parameter groups.
+
+The from-scratch networks are written to be read in lesson 03. Their parameter names and
+counts equal torchvision's, so a torchvision state_dict loads into them unchanged:
+
+    >>> model = resnet18(num_classes=10)
+    >>> [name for name, _ in feature_map_sizes(model, 224)][:3]
+    ['conv1', 'maxpool', 'layer1']
+
+The transfer-learning lessons use ``pretrained`` (torchvision's weights API and its cache,
+``$TORCH_HOME/hub/checkpoints``), then ``replace_head``, ``freeze`` / ``unfreeze`` and
+``param_groups``, which work for any torchvision classifier, not only ResNets.
+
+This module imports only ``coursekit.config``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import WeightsEnum
+
+from coursekit.config import Settings, get_settings
+
+__all__ = [
+    "VGG_CFGS",
+    "VGG",
+    "make_vgg",
+    "BasicBlock",
+    "Bottleneck",
+    "ResNet",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "feature_map_sizes",
+    "WeightsUnavailableError",
+    "get_weights",
+    "weights_path",
+    "weights_cached",
+    "pretrained",
+    "head_name",
+    "replace_head",
+    "freeze",
+    "unfreeze",
+    "count_parameters",
+    "trainable_parameter_names",
+    "param_groups",
+    "model_summary",
+    "KerasParameterCount",
+    "keras_style_parameter_count",
+]
+
+# --------------------------------------------------------------------------------------
+# VGG
+# --------------------------------------------------------------------------------------
+
+#: The configurations of the VGG paper (table 1): a number is the output channels of a 3x3
+#: convolution (+ ReLU), "M" a 2x2 max-pool that halves the feature map.
+VGG_CFGS: dict[str, list[int | str]] = {
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # VGG-11
+    "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # VGG-13
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+          512, 512, 512, "M"],  # VGG-16
+    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+          512, 512, 512, 512, "M"],  # VGG-19
+}  # fmt: skip
+
+
+class VGG(nn.Module):
+    """A VGG network: ``features`` (convs and pools), ``avgpool`` to 7x7, ``classifier``.
+
+    >>> model = make_vgg([8, "M", 16, "M"], num_classes=3, hidden_features=32)
+    >>> model(torch.zeros(1, 3, 32, 32)).shape
+    torch.Size([1, 3])
+    """
+
+    def __init__(
+        self,
+        features: nn.Sequential,
+        feature_channels: int,
+        num_classes: int = 1000,
+        dropout: float = 0.5,
+        hidden_features: int = 4096,
+    ) -> None:
+        super().__init__()
+        self.features = features
+        # Whatever the image size, the map becomes 7x7, so the classifier's shape is fixed.
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(feature_channels * 7 * 7, hidden_features),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(hidden_features, hidden_features),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(hidden_features, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)  # (N, C, 7, 7) -> (N, C*49) for the Linear layers
+        return self.classifier(x)
+
+
+def make_vgg(
+    cfg: str | Sequence[int | str],
+    batch_norm: bool = False,
+    num_classes: int = 1000,
+    init_weights: bool = True,
+    dropout: float = 0.5,
+    *,
+    hidden_features: int = 4096,
+) -> VGG:
+    """Build a VGG from a key of ``VGG_CFGS`` ("A", "B", "D", "E") or your own list.
+
+    With the defaults, ``make_vgg("D")`` has exactly the parameters of torchvision's
+    ``vgg16(weights=None)``; ``hidden_features`` shrinks the classifier for tiny experiments.
+
+    >>> count_parameters(make_vgg("A", batch_norm=True)) == 132_868_840  # vgg11_bn
+    True
+    """
+    layers = _vgg_layers(cfg)
+    features = _vgg_features(layers, batch_norm)
+    last_channels = [entry for entry in layers if entry != "M"][-1]
+    model = VGG(features, int(last_channels), num_classes, dropout, hidden_features)
+    if init_weights:
+        _init_vgg(model)
+    return model
+
+
+def _vgg_layers(cfg: str | Sequence[int | str]) -> list[int | str]:
+    """The list behind ``cfg``, checked: positive channel counts and "M", at least one conv."""
+    if isinstance(cfg, str):
+        if cfg not in VGG_CFGS:
+            raise ValueError(
+                f"VGG config {cfg!r} is unknown. Use one of {', '.join(VGG_CFGS)} "
+                "(A=VGG-11, B=VGG-13, D=VGG-16, E=VGG-19) or a list like [64, 'M', 128, 'M']."
+            )
+        return VGG_CFGS[cfg]
+    layers = list(cfg)
+    for entry in layers:
+        if entry != "M" and not (isinstance(entry, int) and entry > 0):
+            raise ValueError(
+                f"VGG config entry {entry!r} is neither a channel count (a positive int) nor "
+                "'M' (a max-pool). Example of a valid config: [64, 'M', 128, 'M']."
+            )
+    if all(entry == "M" for entry in layers):
+        raise ValueError(
+            "A VGG config needs at least one convolution (a channel count), for example "
+            "[64, 'M', 128, 'M']."
+        )
+    return layers
+
+
+def _vgg_features(layers: list[int | str], batch_norm: bool) -> nn.Sequential:
+    """The convolutional part: each number a 3x3 conv (+ BatchNorm) + ReLU, each "M" a pool."""
+    modules: list[nn.Module] = []
+    in_channels = 3
+    for entry in layers:
+        if entry == "M":
+            modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        out_channels = int(entry)
+        # padding=1 keeps the height and width: only the pools shrink the map.
+        modules.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+        if batch_norm:
+            modules.append(nn.BatchNorm2d(out_channels))
+        modules.append(nn.ReLU(inplace=True))
+        in_channels = out_channels
+    return nn.Sequential(*modules)
+
+
+def _init_conv_and_norm(model: nn.Module) -> None:
+    """He init for convolutions, identity for BatchNorm: what torchvision's VGG and ResNet do."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            # fan_out keeps the scale of the gradients steady through the backward pass.
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def _init_vgg(model: VGG) -> None:
+    _init_conv_and_norm(model)
+    for module in model.classifier.modules():
+        if isinstance(module, nn.Linear):
+            # Small weights keep the huge first Linear layer (25088 inputs) from saturating.
+            nn.init.normal_(module.weight, 0.0, 0.01)
+            nn.init.zeros_(module.bias)
+
+
+# --------------------------------------------------------------------------------------
+# ResNet
+# --------------------------------------------------------------------------------------
+
+
+def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    # No bias: the BatchNorm that follows adds its own shift (beta), so a bias is redundant.
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+
+class _ResidualBlock(nn.Module):
+    """The idea of ResNet in one line: ``out = relu(residual(x) + shortcut(x))``.
+
+    The block only has to learn the *change* to its input; when that change is not useful
+    the residual can shrink towards zero and the block passes ``x`` through.
+    """
+
+    expansion = 1
+    relu: nn.ReLU
+    downsample: nn.Module | None
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The shortcut must have the residual's shape to be added: a 1x1 conv fixes that
+        # when the block changes the channels or the stride.
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(self.residual(x) + shortcut)
+
+
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions (ResNet-18/34). The output has ``channels`` channels.
+
+    >>> BasicBlock(64, 64)(torch.zeros(1, 64, 8, 8)).shape
+    torch.Size([1, 64, 8, 8])
+    """
+
+    expansion = 1
+
+    def __init__(
+        self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(in_channels, channels, stride)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(channels, channels)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample = downsample
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out))
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn2
+
+
+class Bottleneck(_ResidualBlock):
+    """1x1 squeeze, 3x3 conv, 1x1 expand (ResNet-50+). The output has ``4 * channels``.
+
+    The stride sits on the 3x3 conv, as in torchvision ("ResNet v1.5"; the paper puts it on
+    the first 1x1 conv). Same parameters, slightly better accuracy.
+
+    >>> Bottleneck(256, 64)(torch.zeros(1, 256, 8, 8)).shape
+    torch.Size([1, 256, 8, 8])
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, in_channels: int, channels: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
+        super().__init__()
+        self.conv1 = _conv1x1(in_channels, channels)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = _conv3x3(channels, channels, stride)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv3 = _conv1x1(channels, channels * self.expansion)
+        self.bn3 = nn.BatchNorm2d(channels * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.bn3(self.conv3(out))
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.bn3
+
+
+Block = type[BasicBlock] | type[Bottleneck]
+
+
+def _make_stage(
+    block: Block, in_channels: int, channels: int, num_blocks: int, stride: int
+) -> nn.Sequential:
+    """``num_blocks`` blocks; only the first one changes the stride and channel count."""
+    out_channels = channels * block.expansion
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(
+            _conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels)
+        )
+    blocks = [block(in_channels, channels, stride, downsample)]
+    blocks += [block(out_channels, channels) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*blocks)
+
+
+class ResNet(nn.Module):
+    """ResNet: a stem, four stages of residual blocks, global average pool, ``fc``.
+
+    ``layers`` is the number of blocks per stage: [2, 2, 2, 2] with ``BasicBlock`` is
+    ResNet-18, [3, 4, 6, 3] with ``Bottleneck`` is ResNet-50. ``zero_init_residual`` starts
+    every block as the identity (its last BatchNorm scale is 0), which can help training.
+
+    >>> ResNet(BasicBlock, [1, 1, 1, 1], num_classes=2)(torch.zeros(1, 3, 64, 64)).shape
+    torch.Size([1, 2])
+    """
+
+    def __init__(
+        self,
+        block: Block,
+        layers: Sequence[int],
+        num_classes: int = 1000,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(layers) != 4 or min(layers) < 1:
+            raise ValueError(
+                f"layers={list(layers)} must give 4 positive block counts, one per stage "
+                "(for example [2, 2, 2, 2] for ResNet-18)."
+            )
+        expansion = block.expansion
+        # Stem: a 7x7 stride-2 conv and a stride-2 max-pool take 224 px down to 56 px.
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        # Each stage after the first halves the map and doubles the channels.
+        self.layer1 = _make_stage(block, 64, 64, layers[0], stride=1)
+        self.layer2 = _make_stage(block, 64 * expansion, 128, layers[1], stride=2)
+        self.layer3 = _make_stage(block, 128 * expansion, 256, layers[2], stride=2)
+        self.layer4 = _make_stage(block, 256 * expansion, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * expansion, num_classes)
+
+        _init_conv_and_norm(self)
+        if zero_init_residual:
+            for module in self.modules():
+                if isinstance(module, _ResidualBlock):
+                    nn.init.zeros_(module.last_bn.weight)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone: images (N, 3, 224, 224) -> feature maps (N, C, 7, 7)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # stem: 224 -> 112 -> 56
+        x = self.layer1(x)  # 56
+        x = self.layer2(x)  # 28
+        x = self.layer3(x)  # 14
+        return self.layer4(x)  # 7
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x)
+        x = torch.flatten(self.avgpool(x), 1)  # one number per channel: (N, C)
+        return self.fc(x)
+
+
+def resnet18(num_classes: int = 1000) -> ResNet:
+    """ResNet-18: 11,689,512 parameters at 1000 classes, the same as torchvision's.
+
+    >>> count_parameters(resnet18())
+    11689512
+    """
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes)
+
+
+def resnet34(num_classes: int = 1000) -> ResNet:
+    """ResNet-34: 21,797,672 parameters at 1000 classes, the same as torchvision's.
+
+    >>> count_parameters(resnet34())
+    21797672
+    """
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes)
+
+
+def resnet50(num_classes: int = 1000) -> ResNet:
+    """ResNet-50: 25,557,032 parameters at 1000 classes, the same as torchvision's.
+
+    >>> count_parameters(resnet50())
+    25557032
+    """
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes)
+
+
+#: The stages whose outputs tell the story of a ResNet (ours or torchvision's).
+_RESNET_STAGES = ("conv1", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
+
+
+def feature_map_sizes(model: nn.Module, image_size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Output shape of each stage for one ``image_size`` x ``image_size`` image.
+
+    For a ResNet the stages are conv1, maxpool, layer1..4 and avgpool (224 -> 112 -> 56 ->
+    56 -> 28 -> 14 -> 7 -> 1); for other models, their top-level children.
+
+    >>> feature_map_sizes(resnet18(), 224)[-1]
+    ('avgpool', (1, 512, 1, 1))
+    """
+    children = dict(model.named_children())
+    is_resnet = all(name in children for name in _RESNET_STAGES)
+    names = _RESNET_STAGES if is_resnet else tuple(children)
+    sizes: list[tuple[str, tuple[int, ...]]] = []
+
+    def recorder(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                sizes.append((name, tuple(output.shape)))
+
+        return hook
+
+    handles = [children[name].register_forward_hook(recorder(name)) for name in names]
+    try:
+        _run_once(model, _dummy_image(model, image_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sizes
+
+
+def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    first = next(model.parameters(), None)
+    if first is None:
+        return torch.device("cpu"), torch.float32
+    return first.device, first.dtype
+
+
+def _dummy_image(model: nn.Module, image_size: int) -> torch.Tensor:
+    """A batch of one black image on the model's device and dtype."""
+    device, dtype = _device_and_dtype(model)
+    return torch.zeros(1, 3, image_size, image_size, device=device, dtype=dtype)
+
+
+def _run_once(model: nn.Module, images: torch.Tensor) -> None:
+    """One forward pass in eval mode (BatchNorm statistics untouched), mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------------------
+# Pretrained torchvision models
+# --------------------------------------------------------------------------------------
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are not in the cache and could not be downloaded."""
+
+
+def _check_model_name(name: str) -> None:
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name in available:
+        return
+    close = difflib.get_close_matches(name, available, n=5)
+    suggestion = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"{name!r} is not a torchvision classification model.{suggestion} "
+        "Set COURSE_ARCH (or the name you pass) to one listed by "
+        "torchvision.models.list_models(module=torchvision.models)."
+    )
+
+
+def get_weights(name: str, weights: str | WeightsEnum = "DEFAULT") -> WeightsEnum:
+    """The torchvision weights enum member ``weights`` of model ``name``.
+
+    ``weights`` is "DEFAULT", a member name such as "IMAGENET1K_V1", the full name
+    "ResNet18_Weights.IMAGENET1K_V1", or the member itself.
+
+    >>> get_weights("resnet18")
+    ResNet18_Weights.IMAGENET1K_V1
+    """
+    _check_model_name(name)
+    enum_class = torchvision.models.get_model_weights(name)
+    if isinstance(weights, enum_class):
+        return weights
+    member = str(weights).removeprefix(f"{enum_class.__name__}.")
+    if member not in enum_class.__members__:
+        raise ValueError(
+            f"{name} has no weights {weights!r}. Use one of: {', '.join(enum_class.__members__)} "
+            "(DEFAULT is the best available)."
+        )
+    return enum_class[member]
+
+
+def weights_path(name: str, weights: str | WeightsEnum = "DEFAULT") -> Path:
+    """Where torchvision keeps (or will keep) the weights file: ``<hub dir>/checkpoints``.
+
+    >>> weights_path("resnet18").name
+    'resnet18-f37072fd.pth'
+    """
+    url = get_weights(name, weights).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def weights_cached(name: str, weights: str | WeightsEnum = "DEFAULT") -> bool:
+    """True when the weights file is already in torch's cache (no download needed).
+
+    >>> weights_cached("resnet18")  # doctest: +SKIP
+    True
+    """
+    return weights_path(name, weights).is_file()
+
+
+def _unavailable_message(name: str, weights: WeightsEnum, reason: str) -> str:
+    return (
+        f"Pretrained weights {weights} for {name} are not in the cache "
+        f"({weights_path(name, weights)}) and {reason}. While online, fetch them with "
+        f"`python -m data_scripts weights {name}`; offline, install them from a folder that "
+        f"has the file with `python -m data_scripts weights {name} --from DIR`."
+    )
+
+
+def _load_pretrained(name: str, weights: WeightsEnum, allow_download: bool) -> nn.Module:
+    """torchvision's ``name`` with ``weights`` from the cache or, if allowed, downloaded."""
+    if not allow_download and not weights_cached(name, weights):
+        raise WeightsUnavailableError(
+            _unavailable_message(name, weights, "downloading was switched off")
+        )
+    try:
+        return torchvision.models.get_model(name, weights=weights)
+    except OSError as error:  # URLError, DNS failure, timeout: the download did not happen
+        raise WeightsUnavailableError(
+            _unavailable_message(name, weights, f"the download failed ({error})")
+        ) from error
+
+
+def pretrained(
+    name: str = "resnet18",
+    weights: str | WeightsEnum = "DEFAULT",
+    settings: Settings | None = None,
+    num_classes: int | None = None,
+    allow_download: bool | None = None,
+) -> nn.Module:
+    """A torchvision classifier with pretrained ``weights``, optionally with a new head.
+
+    The weights come from torch's cache (``$TORCH_HOME``) or are downloaded. When they are
+    unavailable, full mode raises ``WeightsUnavailableError`` naming the command that gets
+    them; smoke mode prints one line and returns a randomly initialised model.
+    ``allow_download=None`` downloads in full mode only, so smoke runs never use the network.
+
+    >>> model = pretrained("resnet18", settings=get_settings("smoke"), num_classes=5)  # doctest: +SKIP
+    >>> model.fc  # doctest: +SKIP
+    Linear(in_features=512, out_features=5, bias=True)
+    """
+    settings = settings or get_settings()
+    chosen = get_weights(name, weights)
+    may_download = not settings.is_smoke if allow_download is None else allow_download
+    try:
+        model = _load_pretrained(name, chosen, may_download)
+    except WeightsUnavailableError:
+        if not settings.is_smoke:
+            raise
+        print(
+            f"Pretrained weights {chosen} were not available, so this smoke run uses random "
+            f"initialisation (`python -m data_scripts weights {name}` fetches them)."
+        )
+        model = torchvision.models.get_model(name, weights=None)
+    if num_classes is not None:
+        replace_head(model, num_classes)
+    return model
+
+
+# --------------------------------------------------------------------------------------
+# Heads, freezing, parameter groups
+# --------------------------------------------------------------------------------------
+
+
+def _head(model: nn.Module) -> tuple[str, nn.Linear]:
+    # torchvision registers the classifier last, so the head is the model's last Linear.
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear layer, so there is no classifier head to "
+            "find (SqueezeNet, for example, classifies with a convolution). Pick a model with a "
+            "Linear head, or replace its last layer yourself."
+        )
+    return linears[-1]
+
+
+def head_name(model: nn.Module) -> str:
+    """Dotted name of the final classifier ``nn.Linear``: "fc", "classifier.6", "heads.head"...
+
+    >>> head_name(make_vgg("A", hidden_features=8)), head_name(resnet18())
+    ('classifier.6', 'fc')
+    """
+    return _head(model)[0]
+
+
+def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
+    """Swap the classifier head for a new ``nn.Linear`` with ``num_classes`` outputs, in place.
+
+    The new layer has the old one's inputs, bias, device and dtype, and is trainable.
+
+    >>> model = resnet18(); replace_head(model, 5)
+    Linear(in_features=512, out_features=5, bias=True)
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes} must be at least 1 (one output per class).")
+    name, old = _head(model)
+    new = nn.Linear(
+        old.in_features,
+        num_classes,
+        bias=old.bias is not None,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+    parent_name, _, attribute = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), attribute, new)
+    return new
+
+
+def _is_under(parameter_name: str, prefix: str) -> bool:
+    # Whole name parts only: "features.2" must not match "features.28.weight".
+    return parameter_name == prefix or parameter_name.startswith(prefix + ".")
+
+
+def _parameters_under(
+    model: nn.Module, names: str | Iterable[str] | None
+) -> list[tuple[str, nn.Parameter]]:
+    """The named parameters below the given prefixes (all of them for None)."""
+    named = list(model.named_parameters())
+    if names is None:
+        return named
+    prefixes = [names] if isinstance(names, str) else list(names)
+    unmatched = [p for p in prefixes if not any(_is_under(name, p) for name, _ in named)]
+    if unmatched:
+        children = ", ".join(name for name, _ in model.named_children())
+        raise ValueError(
+            f"No parameters are under {', '.join(map(repr, unmatched))} in this "
+            f"{type(model).__name__}. Use a top-level part ({children}) or a dotted path "
+            "inside one as shown by print(model), for example 'layer4' or 'features.28'."
+        )
+    return [(name, p) for name, p in named if any(_is_under(name, pre) for pre in prefixes)]
+
+
+def _set_requires_grad(
+    model: nn.Module, names: str | Iterable[str] | None, requires_grad: bool
+) -> int:
+    changed = 0
+    for _, parameter in _parameters_under(model, names):
+        if parameter.requires_grad != requires_grad:
+            parameter.requires_grad_(requires_grad)
+            changed += parameter.numel()
+    return changed
+
+
+def freeze(model: nn.Module, names: str | Iterable[str] | None = None) -> int:
+    """Stop training the parameters under the prefixes ``names`` (None = all of them).
+
+    A prefix is a module path such as "layer4", "fc" or "features.28". Returns how many
+    parameters (numbers) were trainable before and are frozen now.
+
+    Frozen only means "no gradient": in ``model.train()`` a BatchNorm layer still updates
+    its running mean and variance (buffers, not parameters) from every batch it sees. To keep
+    those fixed too, call ``.eval()`` on the BatchNorm layers after each ``model.train()``.
+
+    >>> model = resnet18(); freeze(model) == count_parameters(model)
+    True
+    """
+    return _set_requires_grad(model, names, requires_grad=False)
+
+
+def unfreeze(model: nn.Module, names: str | Iterable[str] | None = None) -> int:
+    """Train the parameters under the prefixes ``names`` again (None = all of them).
+
+    >>> model = resnet18(); _ = freeze(model); unfreeze(model, "fc")
+    513000
+    """
+    return _set_requires_grad(model, names, requires_grad=True)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (weights and biases), or only those that will be trained.
+
+    >>> count_parameters(nn.Linear(10, 2))
+    22
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def trainable_parameter_names(model: nn.Module) -> list[str]:
+    """Names of the parameters the optimizer will update ("params to learn").
+
+    >>> model = resnet18(); _ = freeze(model, "layer1"); trainable_parameter_names(model)[-1]
+    'fc.bias'
+    """
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def param_groups(
+    model: nn.Module, base_lr: float, head_lr_multiplier: float = 10.0, head: str | None = None
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: backbone at ``base_lr``, head ``head_lr_multiplier`` x faster.
+
+    Only trainable parameters are included; the backbone group is left out when the whole
+    backbone is frozen. ``head`` defaults to ``head_name(model)``.
+
+    >>> groups = param_groups(resnet18(), base_lr=1e-4)
+    >>> [(g["name"], g["lr"]) for g in groups]
+    [('backbone', 0.0001), ('head', 0.001)]
+    """
+    head = head or head_name(model)
+    head_names = {name for name, _ in _parameters_under(model, head)}
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    head_params = [p for name, p in trainable if name in head_names]
+    backbone_params = [p for name, p in trainable if name not in head_names]
+    if not head_params:
+        raise ValueError(
+            f"The head {head!r} has no trainable parameters, so it would never learn. "
+            f"Call unfreeze(model, {head!r}) first."
+        )
+    groups = [
+        {"params": backbone_params, "lr": base_lr, "name": "backbone"},
+        {"params": head_params, "lr": base_lr * head_lr_multiplier, "name": "head"},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+# --------------------------------------------------------------------------------------
+# Summaries and parameter arithmetic
+# --------------------------------------------------------------------------------------
+
+
+def model_summary(model: nn.Module, image_size: int, batch_size: int = 1, depth: int = 3) -> str:
+    """A layer-by-layer table with output shapes and parameter counts (torchinfo).
+
+    Without torchinfo installed, a simpler table of the stages and their output shapes.
+
+    >>> "Total params" in model_summary(resnet18(), 64)
+    True
+    """
+    try:
+        import torchinfo
+    except ImportError:
+        return _simple_summary(model, image_size)
+    statistics = torchinfo.summary(
+        model,
+        input_size=(batch_size, 3, image_size, image_size),
+        depth=depth,
+        verbose=0,
+        # Without a device torchinfo would move a CPU model to the GPU when there is one.
+        device=_device_and_dtype(model)[0],
+    )
+    return str(statistics)
+
+
+def _simple_summary(model: nn.Module, image_size: int) -> str:
+    rows = [f"{'Stage':<20}{'Output shape':<28}{'Params':>14}"]
+    for name, shape in feature_map_sizes(model, image_size):
+        params = count_parameters(model.get_submodule(name))
+        rows.append(f"{name:<20}{str(list(shape)):<28}{params:>14,}")
+    rows.append(f"Total params: {count_parameters(model):,}")
+    rows.append(f"Trainable params: {count_parameters(model, trainable_only=True):,}")
+    return "\n".join(rows)
+
+
+class KerasParameterCount(NamedTuple):
+    """Parameter counts as Keras' ``model.summary()`` reports them."""
+
+    total: int
+    trainable: int
+    non_trainable: int
+
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def keras_style_parameter_count(model: nn.Module) -> KerasParameterCount:
+    """What Keras would report for the same network: why Keras' ResNet-50 has 25,636,712.
+
+    Two bookkeeping differences, no architectural one:
+    - Keras' ResNet50 convolutions keep their bias (``use_bias=True``) although the
+      BatchNorm after them makes it redundant: one extra trainable number per output channel.
+    - Keras counts a BatchNorm's moving mean and variance as (non-trainable) parameters;
+      PyTorch keeps them as buffers (``running_mean``, ``running_var``) outside the count.
+
+    >>> keras_style_parameter_count(resnet50())
+    KerasParameterCount(total=25636712, trainable=25583592, non_trainable=53120)
+    """
+    conv_biases = sum(
+        module.out_channels
+        for module in model.modules()
+        if isinstance(module, nn.Conv2d) and module.bias is None
+    )
+    moving_statistics = sum(
+        2 * module.num_features for module in model.modules() if isinstance(module, _BATCH_NORMS)
+    )
+    trainable = count_parameters(model) + conv_biases
+    return KerasParameterCount(trainable + moving_statistics, trainable, moving_statistics)

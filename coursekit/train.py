@@ -1,0 +1,832 @@
+"""Training: one ``fit`` loop, honest metrics, safe checkpoints, resume and cached features.
+
+This module knows nothing about datasets or architectures. It takes a model, loaders (any
+iterables of ``(inputs, targets)`` batches), a loss, an optimizer and optionally an LR
+scheduler:
+
+    >>> history = fit(model, {"train": train_dl, "valid": valid_dl}, nn.CrossEntropyLoss(),
+    ...               optimizer, epochs=5, checkpoint_path="runs/best.pt")  # doctest: +SKIP
+
+What it does better than the usual tutorial loop:
+
+* Loss and accuracy are weighted by samples over the whole epoch, so a smaller last batch
+  counts for what it is (a mean of batch means over-weights it).
+* Running sums stay on the device and are read once per epoch: no GPU sync per batch.
+* Validation runs in ``eval`` mode without gradients.
+* Checkpoints are written atomically (temp file + ``os.replace``), hold plain types only
+  and load with ``torch.load(weights_only=True)``; loading a checkpoint into the wrong
+  model gives a short message naming the layer and the fix.
+* Ctrl-C stops training cleanly and keeps the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import random
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from coursekit.config import pick_device, seed_everything
+
+#: Bumped when the layout of the checkpoint dict changes.
+CHECKPOINT_FORMAT_VERSION = 1
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+DeviceLike = torch.device | str
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or is not a coursekit checkpoint."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint was written for another model (architecture, class count, optimizer)."""
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass
+class History:
+    """What happened in each epoch of :func:`fit`; every list has one entry per epoch.
+
+    ``lr[e]`` is the learning rate of parameter group 0 at the START of epoch ``e + 1``,
+    i.e. the rate its optimizer steps used (the scheduler steps after the epoch).
+    ``lrs[e]`` lists the start-of-epoch rate of every parameter group, which matters
+    with discriminative learning rates. ``best_epoch`` is 1-based; 0 means "no epoch yet".
+
+    >>> h = History(); h.record((0.9, 0.5), (1.0, 0.4), lrs=[0.1], seconds=1.0)
+    True
+    >>> h.epochs_done, h.best_epoch, h.best_acc
+    (1, 1, 0.4)
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    valid_loss: list[float] = field(default_factory=list)
+    valid_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    lrs: list[list[float]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_acc: float = 0.0
+    best_epoch: int = 0
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.valid_acc)
+
+    def record(
+        self,
+        train: tuple[float, float],
+        valid: tuple[float, float],
+        *,
+        lrs: list[float],
+        seconds: float,
+    ) -> bool:
+        """Append one epoch's ``(loss, acc)`` pairs; True if its valid accuracy is a new best.
+
+        Ties keep the earlier epoch: a later epoch must be strictly better.
+
+        >>> History().record((1.0, 0.0), (1.0, 0.0), lrs=[0.1], seconds=0.5)
+        True
+        """
+        self.train_loss.append(float(train[0]))
+        self.train_acc.append(float(train[1]))
+        self.valid_loss.append(float(valid[0]))
+        self.valid_acc.append(float(valid[1]))
+        self.lr.append(float(lrs[0]))
+        self.lrs.append([float(lr) for lr in lrs])
+        self.seconds.append(float(seconds))
+        improved = self.best_epoch == 0 or self.valid_acc[-1] > self.best_acc
+        if improved:
+            self.best_acc, self.best_epoch = self.valid_acc[-1], self.epochs_done
+        return improved
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and numbers, safe to store in a ``weights_only`` checkpoint or JSON.
+
+        >>> History().to_dict()["best_epoch"]
+        0
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        """The inverse of :meth:`to_dict`; keys it does not know are ignored.
+
+        >>> History.from_dict(History().to_dict()) == History()
+        True
+        """
+        return cls(**{f.name: copy.deepcopy(data[f.name]) for f in fields(cls) if f.name in data})
+
+
+# --------------------------------------------------------------------------- one epoch
+
+
+class _EpochTotals:
+    """Sample-weighted loss and accuracy sums, kept on the device until the epoch ends.
+
+    Calling ``.item()`` per batch would make the CPU wait for the GPU at every step.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        batch_size = targets.size(0)
+        # The criterion averages over the batch, so this turns it back into a sum.
+        self.loss_sum += loss.detach().float() * batch_size
+        self.correct += (outputs.detach().argmax(dim=1) == targets).sum()
+        self.seen += batch_size
+
+    def result(self, what: str) -> tuple[float, float]:
+        if self.seen == 0:
+            raise ValueError(
+                f"The {what} loader produced no batches. Check that its dataset is not empty "
+                "and that drop_last=True does not drop the only (smaller) batch."
+            )
+        return self.loss_sum.item() / self.seen, self.correct.item() / self.seen
+
+
+def _to_device(
+    batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs, targets = batch
+    return inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Batches,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: DeviceLike,
+    scaler: torch.amp.GradScaler | None = None,
+    progress: tqdm | None = None,
+) -> tuple[float, float]:
+    """One pass over ``loader`` with an optimizer step per batch; returns ``(loss, acc)``.
+
+    Both numbers are averages over all samples of the epoch, computed from the outputs
+    seen before each step. ``criterion`` must average over the batch (the default
+    ``reduction="mean"``). With a ``scaler`` (CUDA only) the forward pass runs under
+    float16 autocast. ``progress`` is a bar advanced once per batch.
+
+    >>> loss, acc = train_one_epoch(model, train_dl, nn.CrossEntropyLoss(),
+    ...                             optimizer, "cpu")  # doctest: +SKIP
+    """
+    device = torch.device(device)
+    model.train()
+    totals = _EpochTotals(device)
+    for batch in loader:
+        inputs, targets = _to_device(batch, device)
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, enabled=scaler is not None):
+            outputs = model(inputs)
+            loss = criterion(outputs, targets)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        totals.add(loss, outputs, targets)
+        if progress is not None:
+            progress.update(1)
+    return totals.result("train")
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: Batches,
+    criterion: nn.Module,
+    device: DeviceLike,
+    progress: tqdm | None = None,
+) -> tuple[float, float]:
+    """Sample-weighted ``(loss, acc)`` of ``model`` on ``loader``, in eval mode, without grad.
+
+    The model is left in eval mode (nothing is restored): call ``model.train()`` before
+    training again, as :func:`train_one_epoch` does.
+
+    >>> loss, acc = evaluate(model, valid_dl, nn.CrossEntropyLoss(), "cpu")  # doctest: +SKIP
+    >>> model.training  # doctest: +SKIP
+    False
+    """
+    device = torch.device(device)
+    model.eval()
+    totals = _EpochTotals(device)
+    for batch in loader:
+        inputs, targets = _to_device(batch, device)
+        outputs = model(inputs)
+        totals.add(criterion(outputs, targets), outputs, targets)
+        if progress is not None:
+            progress.update(1)
+    return totals.result("valid")
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    # float16 needs the GradScaler; it runs on every CUDA GPU (bfloat16 needs Ampere+).
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _grad_scaler(device: torch.device, amp: bool | None) -> torch.amp.GradScaler | None:
+    """A GradScaler when mixed precision is wanted and possible: on CUDA only, never CPU/MPS."""
+    if device.type != "cuda" or amp is False:
+        return None
+    return torch.amp.GradScaler("cuda")
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    model: nn.Module,
+    loaders: Mapping[str, Batches],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    scheduler: Any | None = None,
+    device: DeviceLike | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    resume_from: str | os.PathLike[str] | None = None,
+    live_plot: bool = False,
+    progress: bool = True,
+    amp: bool | None = None,
+    seed: int | None = None,
+) -> History:
+    """Train on ``loaders["train"]`` and validate on ``loaders["valid"]`` for ``epochs`` epochs.
+
+    * ``scheduler`` is stepped once per epoch, after the optimizer steps
+      (``ReduceLROnPlateau`` gets the valid loss). It must drive ``optimizer``.
+    * ``checkpoint_path``: when valid accuracy improves (ties keep the first), the state is
+      written there (the best checkpoint). After every epoch the state is also written to
+      :func:`last_checkpoint_path` (``best.pt`` -> ``best.last.pt``): resuming needs the
+      LAST epoch's optimizer and scheduler, not the best one's. ``metadata`` (class
+      names, arch, num_classes, image sizes, mean/std...) is stored as given.
+    * ``resume_from``: a checkpoint written by ``fit`` (normally the ``.last.pt`` one).
+      Model, optimizer, scheduler, history and random states are restored and training
+      continues at the next epoch until ``epochs`` epochs are done in total.
+    * Ctrl-C (KeyboardInterrupt) stops cleanly: one line is printed (even with
+      ``progress=False``) and the history of the finished epochs is returned. The model
+      keeps its mid-epoch weights; the best checkpoint on disk is intact.
+    * ``device=None`` picks cuda, then mps, then cpu. ``amp=None`` uses mixed precision on
+      CUDA only; it is never used on CPU or MPS. ``seed`` seeds everything first.
+    * ``progress=False`` prints nothing; ``live_plot=True`` redraws curves in a notebook.
+
+    When ``fit`` returns, the model holds the LAST epoch's weights; the best ones are in
+    ``checkpoint_path`` (see :func:`load_checkpoint`).
+
+    >>> history = fit(model, loaders, nn.CrossEntropyLoss(), optimizer, epochs=3)  # doctest: +SKIP
+    >>> history.best_acc, history.best_epoch  # doctest: +SKIP
+    """
+    _check_fit_arguments(loaders, optimizer, scheduler, epochs)
+    if seed is not None:
+        seed_everything(seed)
+    device = pick_device("auto") if device is None else torch.device(device)
+    model.to(device)
+    scaler = _grad_scaler(device, amp)
+    generators = _loader_generators(loaders)
+    history = History()
+    if resume_from is not None:
+        history = _resume(resume_from, model, optimizer, scheduler, generators)
+    plot = _LivePlot() if live_plot else None
+    first = history.epochs_done + 1
+    epoch_bar = tqdm(
+        range(first, epochs + 1),
+        total=epochs,
+        initial=first - 1,
+        desc="epochs",
+        unit="epoch",
+        disable=not progress,
+    )
+    epoch = first
+    try:
+        for epoch in epoch_bar:
+            lrs = [group["lr"] for group in optimizer.param_groups]
+            started = time.perf_counter()
+            with _batch_bar(loaders["train"], f"epoch {epoch} train", progress) as bar:
+                train = train_one_epoch(
+                    model, loaders["train"], criterion, optimizer, device, scaler, bar
+                )
+            with _batch_bar(loaders["valid"], f"epoch {epoch} valid", progress) as bar:
+                valid = evaluate(model, loaders["valid"], criterion, device, bar)
+            _step_scheduler(scheduler, valid_loss=valid[0])
+            improved = history.record(train, valid, lrs=lrs, seconds=time.perf_counter() - started)
+            if checkpoint_path is not None:
+                _save_fit_checkpoints(
+                    checkpoint_path,
+                    improved,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    epoch=epoch,
+                    history=history,
+                    metadata=metadata,
+                    generators=generators,
+                )
+            epoch_bar.set_postfix_str(_epoch_summary(history))
+            if plot is not None:
+                plot.update(history)
+    except KeyboardInterrupt:
+        print(_interrupt_message(epoch, epochs, history, checkpoint_path))
+    finally:
+        epoch_bar.close()
+    return history
+
+
+def _check_fit_arguments(
+    loaders: Mapping[str, Batches],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    epochs: int,
+) -> None:
+    if not isinstance(loaders, Mapping) or not {"train", "valid"} <= set(loaders):
+        got = sorted(loaders) if isinstance(loaders, Mapping) else type(loaders).__name__
+        raise ValueError(
+            f"fit needs loaders={{'train': ..., 'valid': ...}}, got {got}. "
+            "Build the dict with coursekit.make_loaders(...) or feature_loaders(...)."
+        )
+    if epochs < 1:
+        raise ValueError(f"epochs={epochs}: fit needs at least 1 epoch.")
+    if scheduler is not None and getattr(scheduler, "optimizer", None) is not optimizer:
+        raise ValueError(
+            "The scheduler passed to fit drives a different optimizer than the one passed "
+            "to fit: your scheduler still drives the OLD optimizer, so its learning-rate "
+            "changes would never reach training (a common mistake after unfreezing a "
+            "backbone). Create the scheduler after the new optimizer, e.g. "
+            "scheduler = StepLR(optimizer, step_size=7, gamma=0.1)."
+        )
+
+
+def _save_fit_checkpoints(
+    checkpoint_path: str | os.PathLike[str], improved: bool, **state: Any
+) -> None:
+    """The best checkpoint when valid accuracy improved; the latest one after every epoch."""
+    if improved:
+        save_checkpoint(checkpoint_path, **state)
+    save_checkpoint(last_checkpoint_path(checkpoint_path), **state)
+
+
+def _step_scheduler(scheduler: Any | None, valid_loss: float) -> None:
+    if scheduler is None:
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(valid_loss)
+    else:
+        scheduler.step()
+
+
+def _batch_bar(
+    loader: Batches, desc: str, enabled: bool
+) -> contextlib.AbstractContextManager[tqdm | None]:
+    """A per-batch bar that disappears when its phase ends (``leave=False``)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    try:
+        total = len(loader)  # type: ignore[arg-type]
+    except TypeError:  # a generator or an IterableDataset loader has no length
+        total = None
+    return tqdm(total=total, desc=desc, unit="batch", leave=False)
+
+
+def _epoch_summary(history: History) -> str:
+    return (
+        f"train {history.train_loss[-1]:.3f}/{history.train_acc[-1]:.1%} "
+        f"valid {history.valid_loss[-1]:.3f}/{history.valid_acc[-1]:.1%} "
+        f"lr {history.lr[-1]:.2e} best {history.best_acc:.1%}@{history.best_epoch}"
+    )
+
+
+def _interrupt_message(
+    epoch: int, epochs: int, history: History, checkpoint_path: str | os.PathLike[str] | None
+) -> str:
+    stopped = (
+        f"Training stopped during epoch {epoch} of {epochs}; returning the history of "
+        f"{history.epochs_done} finished epoch(s)."
+    )
+    if checkpoint_path is None or history.best_epoch == 0:
+        return f"{stopped} No checkpoint was written."
+    return (
+        f"{stopped} Best checkpoint (epoch {history.best_epoch}, valid acc "
+        f"{history.best_acc:.4f}) kept at {checkpoint_path}."
+    )
+
+
+def _loader_generators(loaders: Mapping[str, Batches]) -> dict[str, torch.Generator]:
+    """The private shuffling generators of DataLoaders (``DataLoader(generator=...)``).
+
+    They are saved with the checkpoint so that a resumed run sees the same data order.
+    """
+    return {
+        name: loader.generator
+        for name, loader in loaders.items()
+        if isinstance(getattr(loader, "generator", None), torch.Generator)
+    }
+
+
+def _resume(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None,
+    generators: Mapping[str, torch.Generator],
+) -> History:
+    state = load_checkpoint(path, model, optimizer, scheduler)
+    if state["history"] is None:
+        raise CheckpointError(
+            f"Cannot resume from {path}: it holds no training history (it was not written "
+            "by fit). Load its weights with load_checkpoint(path, model) and start a new fit."
+        )
+    _restore_rng_state(state["rng_state"], generators)
+    return History.from_dict(state["history"])
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def last_checkpoint_path(checkpoint_path: str | os.PathLike[str]) -> Path:
+    """Where :func:`fit` writes the latest epoch's state, next to the best checkpoint.
+
+    >>> last_checkpoint_path("runs/best.pt").as_posix()
+    'runs/best.last.pt'
+    """
+    return Path(checkpoint_path).with_suffix(".last.pt")
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    epoch: int,
+    history: History | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
+) -> Path:
+    """Write a checkpoint atomically: a crash mid-write leaves the previous file intact.
+
+    The dict holds ``model_state``, ``optimizer_state``, ``scheduler_state`` (or None),
+    ``epoch`` (epochs finished), ``history``, ``rng_state`` (torch, cuda, python, numpy and
+    the given DataLoader ``generators``), ``metadata`` and ``format_version``, all in types
+    that ``torch.load(weights_only=True)`` accepts; ``metadata`` must be plain values.
+
+    >>> save_checkpoint("runs/model.pt", model=model, epoch=3,
+    ...                 metadata={"arch": "resnet18", "num_classes": 5})  # doctest: +SKIP
+    """
+    meta = dict(metadata or {})
+    _require_plain(meta, "metadata")
+    state = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model_state": model.state_dict(),
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": int(epoch),
+        "history": history.to_dict() if history is not None else None,
+        "rng_state": _rng_state(generators or {}),
+        "metadata": meta,
+    }
+    path = Path(path)
+    _atomic_save(state, path)
+    return path
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    # A temp file in the same folder, so os.replace is an atomic rename on one filesystem.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            torch.save(obj, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:  # also Ctrl-C: never leave a half-written temp file behind
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
+def _require_plain(value: Any, where: str) -> None:
+    """Fail at save time, not at load time, on values weights_only loading would refuse."""
+    if type(value) in _PLAIN_TYPES or isinstance(value, torch.Tensor):
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _require_plain(item, f"{where}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _require_plain(key, f"{where} key {key!r}")
+            _require_plain(item, f"{where}[{key!r}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which a checkpoint loaded with "
+        "torch.load(weights_only=True) cannot hold. Store plain values instead, "
+        "e.g. str(path), float(x), list(array)."
+    )
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    expected: Mapping[str, Any] | None = None,
+    map_location: Any = "cpu",
+) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) and load it into what is given.
+
+    ``map_location="cpu"`` lets a checkpoint saved on a GPU load on any machine.
+    ``expected`` (e.g. ``{"arch": "resnet18", "num_classes": 5}``) is compared with the
+    stored metadata first. Mismatches raise :class:`CheckpointMismatchError`; unreadable
+    files raise :class:`CheckpointError`; a missing file raises ``FileNotFoundError``.
+
+    >>> state = load_checkpoint("runs/best.pt", model, expected={"num_classes": 5})  # doctest: +SKIP
+    >>> state["metadata"]["class_names"]  # doctest: +SKIP
+    """
+    path = Path(path)
+    state = _read_checkpoint(path, map_location)
+    if expected:
+        _check_expected(path, state["metadata"], expected)
+    if model is not None:
+        _load_model_state(path, model, state)
+    if optimizer is not None:
+        _load_optimizer_state(path, optimizer, state["optimizer_state"])
+    if scheduler is not None:
+        if state["scheduler_state"] is None:
+            raise CheckpointMismatchError(
+                f"{path} was saved without a scheduler, so it cannot restore yours. "
+                "Pass scheduler=None, or resume from a checkpoint of a run with a scheduler."
+            )
+        scheduler.load_state_dict(state["scheduler_state"])
+    return state
+
+
+def _read_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No checkpoint at {path}. Checkpoints are written by "
+            "fit(..., checkpoint_path=...) or save_checkpoint(...): check the path, "
+            "or run the training cell first."
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, UnpicklingError
+        first_line = (str(err).splitlines() or [""])[0]
+        raise CheckpointError(
+            f"Could not read the checkpoint {path} ({type(err).__name__}: {first_line}). "
+            "It is probably truncated or corrupt (an interrupted copy or download) or not a "
+            "PyTorch checkpoint. Delete it and train again, or use another copy."
+        ) from err
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(
+            f"{path} is not a coursekit checkpoint (no 'format_version'). If it is a bare "
+            "state_dict, use model.load_state_dict(torch.load(path, weights_only=True))."
+        )
+    if state["format_version"] > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state['format_version']}, newer than this "
+            f"coursekit understands ({CHECKPOINT_FORMAT_VERSION}). Update coursekit."
+        )
+    return state
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    # A tuple saved in the metadata equals the same values given as a list.
+    if isinstance(stored, list | tuple) and isinstance(wanted, list | tuple):
+        return list(stored) == list(wanted)
+    return stored == wanted
+
+
+def _check_expected(path: Path, metadata: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    missing = object()
+    wrong = [
+        f"{key}: stored {metadata.get(key, 'nothing')!r}, expected {value!r}"
+        for key, value in expected.items()
+        if not _same(metadata.get(key, missing), value)
+    ]
+    if wrong:
+        raise CheckpointMismatchError(
+            f"The checkpoint {path} was written for another model: {'; '.join(wrong)}. "
+            "Build the model the way the checkpoint was trained, or load the checkpoint "
+            "that belongs to this model."
+        )
+
+
+def _load_model_state(path: Path, model: nn.Module, state: Mapping[str, Any]) -> None:
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as err:
+        details = _state_dict_differences(state["model_state"], model.state_dict()) or str(err)
+        meta = state["metadata"]
+        trained_as = ", ".join(f"{k}={meta[k]!r}" for k in ("arch", "num_classes") if k in meta)
+        raise CheckpointMismatchError(
+            f"The checkpoint {path} does not fit this model: {details}. It was probably "
+            f"trained with another num_classes or architecture"
+            f"{f' ({trained_as})' if trained_as else ''}: build the model the same way, "
+            "or load the checkpoint that belongs to this model."
+        ) from None  # the message above says what torch's long one says
+
+
+def _state_dict_differences(
+    stored: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor], limit: int = 3
+) -> str:
+    """The first few differing layers, e.g. "fc.weight: stored (5, 512) vs model (10, 512)"."""
+    shapes = [
+        f"{key}: stored shape {tuple(stored[key].shape)} vs model shape {tuple(current[key].shape)}"
+        for key in stored
+        if key in current and stored[key].shape != current[key].shape
+    ]
+    missing = [key for key in current if key not in stored]
+    unexpected = [key for key in stored if key not in current]
+    parts = shapes[:limit]
+    if missing:
+        parts.append(f"layers missing from the checkpoint: {', '.join(missing[:limit])}")
+    if unexpected:
+        parts.append(f"layers this model does not have: {', '.join(unexpected[:limit])}")
+    return "; ".join(parts)
+
+
+def _load_optimizer_state(
+    path: Path, optimizer: torch.optim.Optimizer, optimizer_state: Mapping[str, Any] | None
+) -> None:
+    if optimizer_state is None:
+        raise CheckpointMismatchError(
+            f"{path} was saved without optimizer state. Pass optimizer=None to load only "
+            "the weights."
+        )
+    try:
+        optimizer.load_state_dict(optimizer_state)
+    except ValueError as err:
+        raise CheckpointMismatchError(
+            f"The optimizer state in {path} does not fit this optimizer ({err}). Create the "
+            "optimizer over the same parameters and groups as when it was saved (same "
+            "frozen/unfrozen layers), or pass optimizer=None to load only the weights."
+        ) from None
+
+
+# --------------------------------------------------------------------------- random states
+
+
+def _rng_state(generators: Mapping[str, torch.Generator]) -> dict[str, Any]:
+    """Every random state a resumed run needs, as tensors and plain python types."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "python": [py_version, list(py_internal), py_gauss],
+        "numpy": [str(np_name), np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)],
+        "generators": {name: gen.get_state() for name, gen in generators.items()},
+    }
+
+
+def _restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] is not None and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    py_version, py_internal, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_internal), py_gauss))
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state["numpy"]
+    np.random.set_state(
+        (np_name, np.asarray(np_keys, dtype=np.uint32), np_pos, np_has_gauss, np_gauss)
+    )
+    for name, saved in state["generators"].items():
+        if name in generators:
+            generators[name].set_state(saved.cpu())
+
+
+# --------------------------------------------------------------------------- live plot
+
+
+class _LivePlot:
+    """Redraws loss and accuracy curves under the running notebook cell after each epoch.
+
+    Outside a Jupyter kernel (plain python, pytest, terminal IPython) it does nothing. It
+    draws a bare matplotlib Figure rendered to PNG, so no pyplot state is touched and
+    this module stays independent of coursekit.viz.
+    """
+
+    def __init__(self) -> None:
+        self._enabled = _in_notebook()
+        self._handle: Any = None
+
+    def update(self, history: History) -> None:
+        if not self._enabled:
+            return
+        from IPython.display import Image, display
+
+        image = Image(data=_history_png(history))
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    # Only kernel-backed shells (Jupyter, Colab) can show and update images in place.
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _history_png(history: History) -> bytes:
+    from matplotlib.figure import Figure
+
+    epochs = range(1, history.epochs_done + 1)
+    figure = Figure(figsize=(8, 3))
+    loss_ax, acc_ax = figure.subplots(1, 2)
+    for ax, name in ((loss_ax, "loss"), (acc_ax, "acc")):
+        ax.plot(epochs, getattr(history, f"train_{name}"), "o-", label="train")
+        ax.plot(epochs, getattr(history, f"valid_{name}"), "o-", label="valid")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- cached features
+
+
+@torch.inference_mode()
+def _features_and_labels(
+    backbone: nn.Module, loader: Batches, device: torch.device
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    backbone.eval()
+    features, labels = [], []
+    for batch in loader:
+        inputs, targets = _to_device(batch, device)
+        features.append(backbone(inputs).flatten(start_dim=1).cpu())
+        labels.append(targets.cpu())
+    return features, labels
+
+
+def extract_features(
+    backbone: nn.Module, loader: Batches, device: DeviceLike | None = None
+) -> TensorDataset:
+    """Run a frozen ``backbone`` once over ``loader``; features ``(N, D)`` and labels on CPU.
+
+    Training a head on these cached features is much faster than running the backbone
+    every epoch, with one trade-off: the features are computed ONCE, so random
+    augmentation cannot be used (every epoch sees the same version of each image). Use an
+    eval-style loader here. The backbone is left in eval mode on ``device``.
+
+    >>> train_features = extract_features(backbone, loaders["train"], "cpu")  # doctest: +SKIP
+    >>> train_features.tensors[0].shape  # doctest: +SKIP
+    torch.Size([240, 512])
+    """
+    device = pick_device("auto") if device is None else torch.device(device)
+    backbone.to(device)
+    features, labels = _features_and_labels(backbone, loader, device)
+    if not features:
+        raise ValueError("extract_features got a loader with no batches; check its dataset.")
+    # torch.cat outside inference mode returns normal tensors, which a head can train on.
+    return TensorDataset(torch.cat(features), torch.cat(labels))
+
+
+def feature_loaders(
+    train_features: TensorDataset, valid_features: TensorDataset, batch_size: int, seed: int = 0
+) -> dict[str, DataLoader]:
+    """Loaders over cached features, so ``fit(head, feature_loaders(...), ...)`` works as usual.
+
+    The train loader shuffles with its own generator seeded by ``seed``.
+
+    >>> loaders = feature_loaders(train_features, valid_features, batch_size=32)  # doctest: +SKIP
+    >>> history = fit(head, loaders, nn.CrossEntropyLoss(), optimizer, epochs=5)  # doctest: +SKIP
+    """
+    shuffle_generator = torch.Generator().manual_seed(seed)
+    return {
+        "train": DataLoader(
+            train_features, batch_size=batch_size, shuffle=True, generator=shuffle_generator
+        ),
+        "valid": DataLoader(valid_features, batch_size=batch_size, shuffle=False),
+    }
