@@ -1,0 +1,141 @@
+"""Filesystem helpers: what counts as an image, and how a folder is published atomically.
+
+Every command builds its result in a hidden scratch folder next to the target and then
+renames it into place, so a dataset folder either does not exist or is complete:
+
+    >>> with scratch_dir(Path(tmp), "demo") as scratch:  # doctest: +SKIP
+    ...     (scratch / "built").mkdir(); publish(scratch / "built", Path(tmp) / "demo")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+# One definition of "image" and "hidden" for the lessons' loaders and these scripts, so
+# that `verify` counts exactly the files a lesson will load.
+from coursekit.config import get_settings
+from coursekit.data import IMAGE_EXTENSIONS, is_hidden
+
+#: The label map file next to the splits, as in the flowers102 lesson.
+LABEL_MAP_FILE = "cat_to_name.json"
+
+
+def resolve_data_root(root: Path | str | None) -> Path:
+    """``root``, or the course's data folder (``COURSE_DATA_ROOT``, default ``<repo>/data``).
+
+    >>> resolve_data_root("/tmp/course-data")
+    PosixPath('/tmp/course-data')
+    """
+    if root is not None:
+        return Path(root).expanduser()
+    return get_settings().data_root
+
+
+def visible_dirs(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that are not hidden, sorted by name.
+
+    >>> visible_dirs(Path("hymenoptera"))  # doctest: +SKIP
+    [PosixPath('hymenoptera/train'), PosixPath('hymenoptera/val')]
+    """
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder`` (hidden ones skipped), sorted by name.
+
+    >>> [p.name for p in image_files(Path("hymenoptera/train/ants"))][:1]  # doctest: +SKIP
+    ['0013035.jpg']
+    """
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def write_label_map(folder: Path, names: Sequence[str]) -> Path:
+    """Write ``cat_to_name.json`` mapping "1".."N" to ``names`` (class folders are numbers).
+
+    >>> write_label_map(Path(tmp), ["circle", "square"]).name  # doctest: +SKIP
+    'cat_to_name.json'
+    """
+    path = folder / LABEL_MAP_FILE
+    mapping = {str(number): name for number, name in enumerate(names, start=1)}
+    path.write_text(json.dumps(mapping, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+@contextmanager
+def scratch_dir(parent: Path, label: str) -> Iterator[Path]:
+    """A hidden temporary folder in ``parent``, removed on exit whatever happens.
+
+    It lives next to the target so that ``publish`` is a rename on the same filesystem.
+    Leftovers of an earlier run that was killed (same ``label``) are removed first.
+
+    >>> with scratch_dir(Path(tmp), "synthetic") as scratch:  # doctest: +SKIP
+    ...     scratch.name.startswith(".synthetic.tmp-")
+    True
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{label}.tmp-"
+    for stale in parent.glob(prefix + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def publish(built: Path, target: Path) -> None:
+    """Move the finished folder ``built`` to ``target``, replacing an old ``target`` whole.
+
+    The old folder is renamed aside first and deleted last, so at no moment does a
+    mixture of old and new files sit at ``target``.
+
+    >>> publish(scratch / "synthetic", data_root / "synthetic")  # doctest: +SKIP
+    """
+    if not target.exists():
+        os.replace(built, target)
+        return
+    retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(target, retired)
+    try:
+        os.replace(built, target)
+    except OSError:
+        os.replace(retired, target)  # put the old, complete folder back
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def copy_visible_tree(source: Path, destination: Path) -> None:
+    """Copy a folder tree, leaving out hidden files and folders.
+
+    >>> copy_visible_tree(Path("my_photos"), scratch / "copy")  # doctest: +SKIP
+    """
+
+    def hidden_names(_folder: str, names: list[str]) -> list[str]:
+        return [name for name in names if is_hidden(Path(name))]
+
+    shutil.copytree(source, destination, ignore=hidden_names)
+
+
+def copy_file_atomically(source: Path, destination: Path) -> None:
+    """Copy one file so that ``destination`` never exists half-written.
+
+    >>> copy_file_atomically(Path("resnet18-f37072fd.pth"), cache / "resnet18-f37072fd.pth")  # doctest: +SKIP
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -1,0 +1,203 @@
+"""Pre-fetch torchvision's pretrained weights into the torch cache, or install them from a folder.
+
+The cache is torch's own (``$TORCH_HOME/hub/checkpoints``), so ``weights=...DEFAULT`` in the
+lessons finds the files without a network:
+
+    >>> fetch_weights(["resnet18"])  # doctest: +SKIP
+    [PosixPath('/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+from data_scripts.download import NETWORK_ERRORS
+from data_scripts.errors import ChecksumError, DataScriptError, DownloadError
+from data_scripts.files import copy_file_atomically
+
+DEFAULT_MODELS: tuple[str, ...] = ("resnet18",)
+
+
+@dataclass(frozen=True)
+class CachedWeights:
+    """One file in the checkpoint cache."""
+
+    path: Path
+    size_bytes: int
+
+
+def checkpoint_dir() -> Path:
+    """Where torch.hub keeps downloaded weights (follows ``TORCH_HOME``).
+
+    >>> checkpoint_dir().name
+    'checkpoints'
+    """
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_url(name: str) -> str:
+    """The download URL of ``name``'s default weights, or of an exact weights entry.
+
+    ``name`` is a model builder ("resnet50") or a weights entry ("ResNet50_Weights.IMAGENET1K_V2").
+
+    >>> weights_url("resnet18")
+    'https://download.pytorch.org/models/resnet18-f37072fd.pth'
+    """
+    from torchvision import models
+
+    try:
+        weights = models.get_weight(name) if "." in name else models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        raise DataScriptError(
+            f"Unknown model or weights {name!r}. Fix: use a torchvision model name such as "
+            "resnet18, resnet50, vgg16, mobilenet_v3_small or efficientnet_b0 "
+            "(all: python -c 'import torchvision; print(torchvision.models.list_models())'), "
+            "or a weights entry such as ResNet50_Weights.IMAGENET1K_V2."
+        ) from None
+    return weights.url
+
+
+def file_name_of(url: str) -> str:
+    """The file name torch.hub gives a download: the URL's last path part.
+
+    >>> file_name_of("https://download.pytorch.org/models/resnet18-f37072fd.pth")
+    'resnet18-f37072fd.pth'
+    """
+    return PurePosixPath(urlparse(url).path).name
+
+
+def expected_hash_prefix(file_name: str) -> str | None:
+    """The start of the file's SHA-256 that torchvision puts in its names, if any.
+
+    >>> expected_hash_prefix("resnet18-f37072fd.pth")
+    'f37072fd'
+    """
+    import torch.hub
+
+    match = torch.hub.HASH_REGEX.search(file_name)
+    return match.group(1) if match and match.group(1) else None
+
+
+def fetch_weights(
+    names: list[str] | tuple[str, ...] = DEFAULT_MODELS, *, progress: bool = True
+) -> list[Path]:
+    """Download the weights of ``names`` into the cache (hash-checked); cached files are kept.
+
+    >>> [p.name for p in fetch_weights(["resnet18"])]  # doctest: +SKIP
+    ['resnet18-f37072fd.pth']
+    """
+    return [download_weights(weights_url(name), progress=progress) for name in names]
+
+
+def download_weights(url: str, *, progress: bool = True) -> Path:
+    """Download one weights file into the cache with torch.hub, checking its hash prefix.
+
+    >>> download_weights("https://download.pytorch.org/models/resnet18-f37072fd.pth")  # doctest: +SKIP
+    PosixPath('/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth')
+    """
+    import torch.hub
+
+    destination = checkpoint_dir() / file_name_of(url)
+    if destination.is_file():
+        print(f"{destination.name} is already cached in {destination.parent}.")
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(
+            url, str(destination), expected_hash_prefix(destination.name), progress
+        )
+    except NETWORK_ERRORS as error:
+        raise DownloadError(
+            f"Could not download {url}: {getattr(error, 'reason', error)}. This computer seems to be "
+            "offline, or the server cannot be reached from here. Fix: download that file on a "
+            "computer with internet, put it in a folder and run "
+            "`python -m data_scripts weights NAME --from FOLDER`. Meanwhile smoke runs use "
+            "random weights; full runs of the transfer-learning lessons need the file."
+        ) from error
+    except RuntimeError as error:  # torch.hub's "invalid hash value"
+        raise ChecksumError(
+            f"{destination.name} downloaded from {url} is damaged ({error}); it was not kept. "
+            "Fix: run the command again."
+        ) from error
+    print(f"Cached {destination.name} in {destination.parent}.")
+    return destination
+
+
+def install_weights_from(
+    folder: Path, names: list[str] | tuple[str, ...] = DEFAULT_MODELS
+) -> list[Path]:
+    """Copy the weights of ``names`` from ``folder`` into the cache, after checking their hash.
+
+    The file must carry the name torchvision downloads it under (resnet18-f37072fd.pth);
+    its SHA-256 must start with the hash in that name.
+
+    >>> install_weights_from(Path("/mnt/usb/weights"), ["resnet18"])  # doctest: +SKIP
+    [PosixPath('/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth')]
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataScriptError(
+            f"--from {folder}: no such folder. Fix: give the folder that holds the .pth files."
+        )
+    return [_install_one(folder, file_name_of(weights_url(name))) for name in names]
+
+
+def _install_one(folder: Path, file_name: str) -> Path:
+    source = folder / file_name
+    if not source.is_file():
+        present = ", ".join(sorted(p.name for p in folder.glob("*.pth"))) or "no .pth files"
+        raise DataScriptError(
+            f"{folder} has no {file_name} (it has: {present}). Fix: copy that exact file, "
+            "keeping its name, from a computer that has it in its torch cache "
+            "(~/.cache/torch/hub/checkpoints) or from the download URL."
+        )
+    prefix = expected_hash_prefix(file_name)
+    if prefix is not None:
+        with source.open("rb") as stream:
+            digest = hashlib.file_digest(stream, "sha256").hexdigest()
+        if not digest.startswith(prefix):
+            raise ChecksumError(
+                f"{source} is damaged or not the real file: its SHA-256 starts with "
+                f"{digest[: len(prefix)]}, its name says {prefix}. Nothing was installed. "
+                "Fix: copy the file again from a good source."
+            )
+    destination = checkpoint_dir() / file_name
+    copy_file_atomically(source, destination)
+    print(f"Installed {file_name} into {destination.parent}.")
+    return destination
+
+
+def cached_weights() -> list[CachedWeights]:
+    """The weights files in the torch cache, by name.
+
+    >>> [w.path.name for w in cached_weights()]  # doctest: +SKIP
+    ['resnet18-f37072fd.pth']
+    """
+    folder = checkpoint_dir()
+    if not folder.is_dir():
+        return []
+    return [
+        CachedWeights(path, path.stat().st_size)
+        for path in sorted(folder.iterdir())
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(".partial")
+    ]
+
+
+def describe_cache() -> str:
+    """The ``weights --list`` text: the cache folder and each file with its size.
+
+    >>> print(describe_cache())  # doctest: +SKIP
+    Weights cache: /root/.cache/torch/hub/checkpoints
+      resnet18-f37072fd.pth  44.7 MB
+    """
+    cached = cached_weights()
+    lines = [f"Weights cache: {checkpoint_dir()}"]
+    if not cached:
+        lines.append("  (empty) Fetch some with: python -m data_scripts weights resnet18")
+    lines += [f"  {w.path.name}  {w.size_bytes / 1e6:.1f} MB" for w in cached]
+    return "\n".join(lines)
