@@ -23,14 +23,13 @@ import math
 import os
 import pickle
 import statistics
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import torch
 import torchvision
@@ -39,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from coursekit import models
+from coursekit._safe_io import atomic_write, first_unsafe_value
 from coursekit.config import pick_device
 from coursekit.data import (
     IMAGE_EXTENSIONS,
@@ -534,27 +534,11 @@ def save_predictions_csv(predictions: Sequence[Prediction], path: str | os.PathL
     rows = [p.as_row() for p in predictions]
     max_k = max((len(p.top_classes) for p in predictions), default=0)
     ranked = [f"top{rank}_{field}" for rank in range(1, max_k + 1) for field in ("label", "prob")]
-    with _atomic_open(path, "w", newline="", encoding="utf-8") as handle:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["file", "label", "prob", *ranked, "seconds"])
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-@contextmanager
-def _atomic_open(path: Path, mode: str, **open_kwargs: Any) -> Iterator[IO[Any]]:
-    """Write a temporary file in the target folder and rename it only once it is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- metrics
@@ -757,7 +741,7 @@ def export_bundle(
         "std": [float(s) for s in std],
         "extra": extra,
     }
-    with _atomic_open(path, "wb") as handle:
+    with atomic_write(path, "wb") as handle:
         torch.save(bundle, handle)
     return path
 
@@ -906,22 +890,11 @@ def _check_weights_fit(
             )
 
 
-_PLAIN_TYPES = (str, int, float, bool, type(None))
-
-
 def _check_plain(value: Any, name: str, where: str) -> None:
     """Refuse values that ``torch.load(weights_only=True)`` would refuse to read back."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_plain(key, f"a key of {name}", where)
-            _check_plain(item, f"{name}[{key!r}]", where)
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{name}[{i}]", where)
-    # Exact types: subclasses such as numpy.float64 or Path would not load safely.
-    elif type(value) not in _PLAIN_TYPES and not isinstance(value, torch.Tensor):
+    if unsafe := first_unsafe_value(value, name):
         raise BundleError(
-            f"{where}: {name} is a {type(value).__name__}. A bundle holds only plain values "
+            f"{where}: {unsafe[0]} is a {unsafe[1]}. A bundle holds only plain values "
             "(str, int, float, bool, None, lists, dicts, tensors) so that it loads with "
             "torch.load(weights_only=True); convert it first, e.g. str(path) or float(x)."
         )

@@ -26,7 +26,6 @@ import copy
 import io
 import os
 import random
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -39,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from coursekit._safe_io import atomic_write, first_unsafe_value
 from coursekit.config import pick_device, seed_everything
 
 #: Bumped when the layout of the checkpoint dict changes.
@@ -495,7 +495,12 @@ def save_checkpoint(
     ...                 metadata={"arch": "resnet18", "num_classes": 5})  # doctest: +SKIP
     """
     meta = dict(metadata or {})
-    _require_plain(meta, "metadata")
+    if unsafe := first_unsafe_value(meta, "metadata"):
+        where, kind = unsafe
+        raise TypeError(
+            f"{where} is a {kind}, which a checkpoint loaded with torch.load(weights_only=True) "
+            "cannot hold. Store plain values instead, e.g. str(path), float(x), list(array)."
+        )
     state = {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model_state": model.state_dict(),
@@ -507,46 +512,9 @@ def save_checkpoint(
         "metadata": meta,
     }
     path = Path(path)
-    _atomic_save(state, path)
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
     return path
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    # A temp file in the same folder, so os.replace is an atomic rename on one filesystem.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            torch.save(obj, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:  # also Ctrl-C: never leave a half-written temp file behind
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-_PLAIN_TYPES = (str, int, float, bool, type(None))
-
-
-def _require_plain(value: Any, where: str) -> None:
-    """Fail at save time, not at load time, on values weights_only loading would refuse."""
-    if type(value) in _PLAIN_TYPES or isinstance(value, torch.Tensor):
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _require_plain(item, f"{where}[{index}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _require_plain(key, f"{where} key {key!r}")
-            _require_plain(item, f"{where}[{key!r}]")
-        return
-    raise TypeError(
-        f"{where} is a {type(value).__name__}, which a checkpoint loaded with "
-        "torch.load(weights_only=True) cannot hold. Store plain values instead, "
-        "e.g. str(path), float(x), list(array)."
-    )
 
 
 def load_checkpoint(
