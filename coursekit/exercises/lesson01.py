@@ -1,7 +1,7 @@
 """Exercises of lesson 01 (data loading): class order, im_convert, label lookup.
 
-    >>> from coursekit.exercises import lesson01 as ex  # doctest: +SKIP
-    >>> ex.q1.check(imagefolder_class_to_idx)           # doctest: +SKIP
+>>> from coursekit.exercises import lesson01 as ex  # doctest: +SKIP
+>>> ex.q1.check(imagefolder_class_to_idx)           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -288,8 +288,7 @@ class IndexOfLabel(Question):
                     "is the folder's position in class order: look it up in `class_to_idx`.",
                 )
                 expect(
-                    class_to_idx is not other_order
-                    or result != image_folder_order[folder],
+                    class_to_idx is not other_order or result != image_folder_order[folder],
                     "You rebuilt the class order yourself. Use the `class_to_idx` you are "
                     "given: a checkpoint or another split may order classes differently.",
                 )
