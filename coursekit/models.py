@@ -562,7 +562,7 @@ def pretrained(
 
     The weights come from torch's cache (``$TORCH_HOME``) or are downloaded. When they are
     unavailable, full mode raises ``WeightsUnavailableError`` naming the command that gets
-    them; smoke mode prints one line and returns a randomly initialised model.
+    them; smoke mode prints one line and returns a randomly initialized model.
     ``allow_download=None`` downloads in full mode only, so smoke runs never use the network.
 
     >>> model = pretrained("resnet18", settings=get_settings("smoke"), num_classes=5)  # doctest: +SKIP
@@ -579,7 +579,7 @@ def pretrained(
             raise
         print(
             f"Pretrained weights {chosen} were not available, so this smoke run uses random "
-            f"initialisation (`python -m data_scripts weights {name}` fetches them)."
+            f"initialization (`python -m data_scripts weights {name}` fetches them)."
         )
         model = torchvision.models.get_model(name, weights=None)
     if num_classes is not None:

@@ -99,7 +99,7 @@ def _per_channel(values: Sequence[float], channels: int, name: str) -> torch.Ten
     if len(stats) not in (1, channels):
         raise ValueError(
             f"{name} has {len(stats)} values but the image has {channels} channel(s). "
-            f"Pass {channels} value(s), or {name}=None if the image was not normalised."
+            f"Pass {channels} value(s), or {name}=None if the image was not normalized."
         )
     return stats
 
@@ -355,7 +355,9 @@ def _plot_epochs(ax: Axes, values: Sequence[float], label: str, title: str) -> N
     ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
     ax.set_title(title)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # Whole epochs only, with room around them: one epoch would otherwise get ticks 0.95..1.05.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(0.5, len(values) + 0.5)
 
 
 def _plot_train_valid(ax: Axes, train: Sequence[float], valid: Sequence[float], title: str) -> None:

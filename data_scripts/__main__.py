@@ -96,7 +96,7 @@ def _add_synthetic(commands: argparse._SubParsersAction) -> None:
         "synthetic",
         "Generate the offline dataset of drawn shapes and textures.",
         "12 classes in folders 1..12 (circle, square, ... hexagon) with cat_to_name.json,\n"
-        "images of varied sizes, colour modes (RGB, L, RGBA, P) and formats (JPEG, PNG).\n"
+        "images of varied sizes, color modes (RGB, L, RGBA, P) and formats (JPEG, PNG).\n"
         "The same seed gives the same images. If the folder is already complete with the\n"
         "same parameters, nothing is done.",
     )

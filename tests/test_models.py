@@ -371,7 +371,7 @@ def test_smoke_mode_without_weights_uses_random_init_without_network(hub_dir, do
     model = pretrained("resnet18", settings=get_settings("smoke"), num_classes=3)
     assert downloads == []
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 and "random initialisation" in lines[0]
+    assert len(lines) == 1 and "random initialization" in lines[0]
     assert model.fc.out_features == 3
     assert isinstance(model, torchvision.models.ResNet)
 
@@ -410,7 +410,7 @@ def test_cached_weights_are_loaded_without_network(hub_dir, downloads, mode, cap
 def test_pretrained_reads_the_mode_from_the_environment(hub_dir, downloads, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_MODE", "smoke")
     pretrained("mobilenet_v3_small")
-    assert "random initialisation" in capsys.readouterr().out
+    assert "random initialization" in capsys.readouterr().out
     assert downloads == []
 
 

@@ -80,7 +80,7 @@ def test_im_convert_rejects_other_shapes_with_a_fix(tensor, fragment):
 
 
 def test_im_convert_rejects_stats_of_the_wrong_length():
-    with pytest.raises(ValueError, match="None if the image was not normalised"):
+    with pytest.raises(ValueError, match="None if the image was not normalized"):
         viz.im_convert(torch.zeros(1, 4, 4))  # ImageNet stats have 3 values, the image 1 channel
 
 
@@ -440,3 +440,11 @@ def test_show_grad_cam_overlays_the_heatmap(cam_setup, figures):
     assert overlay.get_alpha() == 0.3
     with pytest.raises(ValueError, match="same image"):
         viz.show_grad_cam(image, heatmap[:8], mean=None, std=None)
+
+
+def test_history_of_one_epoch_has_whole_epoch_ticks():
+    fig = viz.plot_history({"train_loss": [0.7], "train_acc": [0.5],
+                            "valid_loss": [0.8], "valid_acc": [0.4]})
+    ticks = [t for t in fig.axes[0].get_xticks() if 0.5 <= t <= 1.5]
+    assert ticks == [1.0]
+    plt.close(fig)
