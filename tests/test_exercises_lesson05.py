@@ -1,0 +1,204 @@
+"""Lesson 05 exercises: the reference solutions pass, typical mistakes fail with their message,
+and the untouched templates count as not attempted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from coursekit.exercises import ____, assert_fails, assert_not_attempted, assert_passes, core
+from coursekit.exercises import lesson05 as ex
+
+
+@pytest.fixture(autouse=True)
+def plain_text(monkeypatch):
+    monkeypatch.setattr(core, "_in_ipython", lambda: False)
+
+
+# ----------------------------------------------------------------------------- q1
+
+
+def freeze_all_but_head(model):
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in model.fc.parameters():
+        parameter.requires_grad = True
+    return model
+
+
+def test_q1_solution_passes():
+    assert_passes(ex.q1, freeze_all_but_head)
+
+
+def test_q1_works_on_a_torchvision_resnet_too():
+    import torchvision
+
+    model = freeze_all_but_head(torchvision.models.resnet18(weights=None, num_classes=3))
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+
+
+def test_q1_head_frozen_too():
+    def everything_frozen(model):
+        for parameter in model.parameters():
+            parameter.requires_grad = False
+        return model
+
+    assert_fails(ex.q1, everything_frozen, message_contains="not even the head")
+
+
+def test_q1_nothing_frozen_and_only_convs_frozen():
+    def nothing(model):
+        return model
+
+    def only_convs(model):
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                for parameter in module.parameters():
+                    parameter.requires_grad = False
+        return model
+
+    assert_fails(ex.q1, nothing, message_contains="Nothing is frozen")
+    assert_fails(ex.q1, only_convs, message_contains="bn1.weight")
+
+
+def test_q1_forgot_to_return_and_replaced_head():
+    def no_return(model):
+        freeze_all_but_head(model)
+
+    def replaced(model):
+        freeze_all_but_head(model)
+        model.fc = nn.Linear(model.fc.in_features, model.fc.out_features)
+        return model
+
+    assert_fails(ex.q1, no_return, message_contains="return model")
+    assert_fails(ex.q1, replaced, message_contains="The head changed")
+
+
+def test_q1_template_is_not_attempted():
+    def template(model):
+        ____  # noqa: B018 - the blank, as in the notebook
+        return model
+
+    assert_not_attempted(ex.q1, template)
+    assert_not_attempted(ex.q1, ____)
+
+
+# ----------------------------------------------------------------------------- q2
+
+
+def make_optimizer(model, lr):
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def test_q2_solution_passes():
+    assert_passes(ex.q2, make_optimizer)
+
+
+def test_q2_all_parameters_and_default_lr_fail():
+    def every_parameter(model, lr):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+    def default_lr(model, lr):
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad])
+
+    assert_fails(ex.q2, every_parameter, message_contains="also holds frozen parameters")
+    assert_fails(ex.q2, default_lr, message_contains="should be the `lr` argument")
+
+
+def test_q2_returning_the_parameter_list_fails():
+    def params_only(model, lr):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    assert_fails(ex.q2, params_only, message_contains="Return the optimizer itself")
+
+
+def test_q2_template_is_not_attempted():
+    def template(model, lr):
+        return ____
+
+    assert_not_attempted(ex.q2, template)
+
+
+# ----------------------------------------------------------------------------- q3
+
+
+def replace_vgg_head(model, num_classes):
+    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
+def test_q3_solution_passes():
+    assert_passes(ex.q3, replace_vgg_head)
+
+
+def test_q3_hard_coded_4096_fails():
+    def hard_coded(model, num_classes):
+        model.classifier[-1] = nn.Linear(4096, num_classes)
+        return model
+
+    assert_fails(ex.q3, hard_coded, message_contains="read `model.classifier[-1].in_features`")
+
+
+def test_q3_whole_classifier_or_fc_fails():
+    def whole_block(model, num_classes):
+        model.classifier = nn.Linear(16, num_classes)
+        return model
+
+    def resnet_habit(model, num_classes):
+        model.fc = nn.Linear(32, num_classes)
+        return model
+
+    assert_fails(ex.q3, whole_block, message_contains="replace only its LAST layer")
+    assert_fails(ex.q3, resnet_habit, message_contains="A VGG has no `fc`")
+
+
+def test_q3_hard_coded_class_count_fails():
+    def three_classes(model, num_classes):
+        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, 3)
+        return model
+
+    assert_fails(ex.q3, three_classes, message_contains="use the `num_classes` argument")
+
+
+def test_q3_template_is_not_attempted():
+    def template(model, num_classes):
+        ____  # noqa: B018
+        return model
+
+    assert_not_attempted(ex.q3, template)
+
+
+# ----------------------------------------------------------------------------- q4
+
+
+def count_trainable(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_q4_solution_passes():
+    assert_passes(ex.q4, count_trainable)
+
+
+def test_q4_counting_everything_or_tensors_fails():
+    def everything(model):
+        return sum(p.numel() for p in model.parameters())
+
+    def tensors(model):
+        return len([p for p in model.parameters() if p.requires_grad])
+
+    assert_fails(ex.q4, everything, message_contains="counted every parameter")
+    assert_fails(ex.q4, tensors, message_contains="tensors")
+
+
+def test_q4_template_is_not_attempted():
+    def template(model):
+        return ____
+
+    assert_not_attempted(ex.q4, template)
+
+
+def test_checkers_never_raise_on_odd_answers():
+    for question in (ex.q1, ex.q2, ex.q3, ex.q4):
+        assert_fails(question, 42)
+        assert_fails(question, lambda *args: 1 / 0, message_contains="ZeroDivisionError")
