@@ -1,0 +1,392 @@
+"""Exercises of lesson 08 (inference).
+
+q1: ``preprocess(image, image_size, resize_size)``, the evaluation pipeline written by hand.
+q2: fix a ``predict(model, batch)`` that forgets eval mode and no-grad.
+q3: images per second from a list of timings, median-based.
+
+The checks run the learner's functions on a fixed generated image, a tiny probe model with
+BatchNorm and Dropout, and fixed timings, so they are fast and need no data.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+
+from coursekit.exercises.core import Incorrect, NotAttempted, Question, expect, safe_repr
+
+__all__ = ["q1", "q2", "q3"]
+
+#: The ImageNet statistics the pretrained weights (and the course) normalize with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _uses_blank(function: Any) -> bool:
+    """Whether a learner's function still refers to the blank ``____`` in its code."""
+    stack = [getattr(function, "__code__", None)]
+    while stack:
+        code = stack.pop()
+        if code is None:
+            continue
+        if "____" in code.co_names:
+            return True
+        stack.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+    return False
+
+
+def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call the learner's function; a function that still holds ``____`` is not attempted."""
+    expect(callable(function), "Pass your function itself (without calling it).")
+    if _uses_blank(function):
+        raise NotAttempted
+    return function(*args, **kwargs)
+
+
+# ----------------------------------------------------------------------------- q1
+
+
+def _test_image() -> Image.Image:
+    """A fixed 60 x 44 RGB picture: smooth gradients, a red block on the left, a blue one on
+    the right, so that size, crop, channel order and normalization all change the tensor."""
+    height, width = 44, 60
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack(
+        [x * 255 / (width - 1), y * 255 / (height - 1), (x + y) * 255 / (width + height - 2)],
+        axis=-1,
+    )
+    pixels[10:30, 4:14] = (230, 20, 20)
+    pixels[14:34, 44:56] = (20, 30, 220)
+    return Image.fromarray(pixels.round().astype(np.uint8), mode="RGB")
+
+
+Q1_SIZES = ((32, 40), (24, 28))  # (image_size, resize_size) pairs the checker tries
+
+
+def _pipeline(image_size: int, resize_size: int, *steps: str) -> transforms.Compose:
+    """The eval pipeline, or one of its common wrong variants."""
+    if "squash" in steps:
+        resize = transforms.Resize((resize_size, resize_size))
+    elif "resize_to_crop" in steps:
+        resize = transforms.Resize(image_size)
+    else:
+        resize = transforms.Resize(resize_size)
+    parts: list[Any] = [resize, transforms.CenterCrop(image_size), transforms.ToTensor()]
+    if "no_normalize" not in steps:
+        parts.append(transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    return transforms.Compose(parts)
+
+
+class Preprocess(Question):
+    title = "Preprocess one image exactly like validation"
+    hints = [
+        "Four steps, in this order: resize the SHORTER side to `resize_size`, crop the "
+        "`image_size` x `image_size` center, turn the PIL image into a float tensor in [0, 1], "
+        "normalize each channel with the ImageNet mean and std.",
+        "torchvision has one transform per step: `transforms.Resize(resize_size)` (ONE number "
+        "keeps the aspect ratio), `transforms.CenterCrop(image_size)`, `transforms.ToTensor()`, "
+        "`transforms.Normalize(ck.IMAGENET_MEAN, ck.IMAGENET_STD)`. Chain them with "
+        "`transforms.Compose([...])`.",
+        "Build the Compose inside the function from the `image_size` and `resize_size` "
+        "arguments and return `pipeline(image)`: one tensor of shape (3, image_size, "
+        "image_size), no batch dimension.",
+    ]
+    solution_code = """
+        from torchvision import transforms
+
+        def preprocess(image, image_size=settings.image_size, resize_size=settings.resize_size):
+            pipeline = transforms.Compose([
+                transforms.Resize(resize_size),      # shorter side -> resize_size, keeps the shape
+                transforms.CenterCrop(image_size),   # the central square the model was validated on
+                transforms.ToTensor(),               # H x W x C uint8 -> C x H x W float in [0, 1]
+                transforms.Normalize(ck.IMAGENET_MEAN, ck.IMAGENET_STD),
+            ])
+            return pipeline(image)
+    """
+    correct_message = (
+        "this is `ck.eval_transforms(image_size, resize_size)`, the pipeline the validation "
+        "set used, so the model sees new images exactly as it saw validation images."
+    )
+
+    def _check(self, preprocess: Any) -> None:
+        for image_size, resize_size in Q1_SIZES:
+            self._check_one(preprocess, image_size, resize_size)
+
+    def _check_one(self, preprocess: Any, image_size: int, resize_size: int) -> None:
+        call = f"preprocess(image, image_size={image_size}, resize_size={resize_size})"
+        image = _test_image()
+        result = _call(preprocess, image.copy(), image_size=image_size, resize_size=resize_size)
+        expect(
+            isinstance(result, torch.Tensor),
+            f"{call} should return a tensor, but it returned {safe_repr(result)}. End the "
+            "pipeline with `transforms.ToTensor()` and `transforms.Normalize(...)`.",
+        )
+        wanted = (3, image_size, image_size)
+        if tuple(result.shape) == (1, *wanted):
+            raise Incorrect(
+                f"{call} returned a batch of shape {tuple(result.shape)}. Return ONE image of "
+                f"shape {wanted}: the batch dimension is added when predicting "
+                "(`.unsqueeze(0)`)."
+            )
+        if tuple(result.shape) != wanted:
+            raise Incorrect(
+                f"{call} should have shape {wanted}, but it has shape {tuple(result.shape)}. "
+                "Use the `image_size` and `resize_size` arguments (not fixed numbers or "
+                "`settings`), and end the geometry with `CenterCrop(image_size)`."
+            )
+        expect(
+            result.is_floating_point(),
+            f"{call} should be a float tensor, but its dtype is {result.dtype}: use "
+            "`transforms.ToTensor()`.",
+        )
+        again = _call(preprocess, image.copy(), image_size=image_size, resize_size=resize_size)
+        if not (isinstance(again, torch.Tensor) and torch.equal(again, result)):
+            raise Incorrect(
+                f"{call} gave a different tensor the second time. Evaluation preprocessing "
+                "must be deterministic: no `RandomResizedCrop`, `RandomHorizontalFlip` or other "
+                "random transforms (those belong to the TRAIN pipeline)."
+            )
+        result = result.detach().float().cpu()
+        expected = _pipeline(image_size, resize_size)(image)
+        if torch.allclose(result, expected, atol=1e-4):
+            return
+        if torch.allclose(result, expected.flip(0), atol=1e-4):
+            raise Incorrect(
+                "The channels are in the wrong order (BGR instead of RGB). Keep the channels "
+                "as PIL gives them: R, G, B."
+            )
+        if torch.allclose(
+            result, _pipeline(image_size, resize_size, "no_normalize")(image), atol=1e-4
+        ):
+            raise Incorrect(
+                "The values are in [0, 1]: the `Normalize` step is missing. The pretrained "
+                "network expects each channel normalized with the ImageNet mean and std, "
+                "`transforms.Normalize(ck.IMAGENET_MEAN, ck.IMAGENET_STD)`."
+            )
+        for variant, message in [
+            (
+                "squash",
+                "`Resize((size, size))` with a PAIR squashes the image to a square. Validation "
+                "used `Resize(resize_size)` with ONE number: the shorter side becomes "
+                "`resize_size` and the aspect ratio is kept.",
+            ),
+            (
+                "resize_to_crop",
+                "You resized to `image_size` and cropped nothing. Resize to the LARGER "
+                "`resize_size` first, then `CenterCrop(image_size)`: validation images lost "
+                "their border that way, so new images must too.",
+            ),
+        ]:
+            if torch.allclose(
+                result, _pipeline(image_size, resize_size, variant)(image), atol=1e-4
+            ):
+                raise Incorrect(message)
+        if torch.allclose(result.mean(dim=(1, 2)), expected.mean(dim=(1, 2)), atol=0.05):
+            raise Incorrect(
+                f"{call} is close but not equal to the validation pipeline's output. Check the "
+                "order of the steps: Resize and CenterCrop on the PIL image, then ToTensor, "
+                "then Normalize."
+            )
+        raise Incorrect(
+            f"{call} does not match the validation pipeline (Resize(resize_size) -> "
+            "CenterCrop(image_size) -> ToTensor() -> Normalize(ImageNet mean, std)). Check "
+            "each step and the mean/std values."
+        )
+
+
+q1 = Preprocess()
+
+# ----------------------------------------------------------------------------- q2
+
+
+class _ProbeModel(nn.Module):
+    """A tiny classifier with BatchNorm and Dropout that records how it was called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.norm = nn.BatchNorm1d(4)
+        self.drop = nn.Dropout(p=0.5)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            # Running statistics far from any batch's own: eval and train mode disagree.
+            self.norm.running_mean.copy_(torch.tensor([2.0, -1.0, 0.5, 3.0]))
+            self.norm.running_var.copy_(torch.tensor([4.0, 0.25, 1.0, 9.0]))
+            self.fc.weight.copy_(torch.randn(3, 4, generator=generator))
+            self.fc.bias.copy_(torch.randn(3, generator=generator))
+        self.calls: list[tuple[bool, bool]] = []  # (training, grad enabled) of every forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append((self.training, torch.is_grad_enabled()))
+        return self.fc(self.drop(self.norm(x)))
+
+
+Q2_BATCH = torch.tensor(
+    [
+        [1.0, 0.0, 2.0, 1.0],
+        [3.0, -2.0, 0.0, 4.0],
+        [0.5, 1.0, 1.0, 2.0],
+        [2.5, -0.5, -1.0, 6.0],
+        [1.5, 0.5, 0.5, 3.5],
+    ]
+)
+
+
+class FixPredict(Question):
+    title = "Fix a predict function that forgets eval mode and no-grad"
+    hints = [
+        "Two rules of inference are missing. One is a METHOD of the model that switches "
+        "dropout off and makes BatchNorm use its running statistics. The other is a context "
+        "manager from `torch` that stops autograd from recording the forward pass.",
+        "`model.eval()` returns the model itself, so `model = model.eval()` fills the first "
+        "blank. `torch.inference_mode()` (or `torch.no_grad()`) fills the second.",
+    ]
+    solution_code = """
+        def predict(model, batch):
+            model = model.eval()                # dropout off, BatchNorm uses running statistics
+            with torch.inference_mode():         # no autograd graph: less memory, faster
+                logits = model(batch)
+            return torch.softmax(logits, dim=1)
+    """
+    correct_message = (
+        "the same batch now gives the same probabilities every time, whatever else is in the "
+        "batch, and no autograd graph is built. (`ck.predict_image` and friends also give every "
+        "layer its previous mode back afterwards.)"
+    )
+
+    def _check(self, predict: Any) -> None:
+        probe = _ProbeModel().train()  # as a model is right after training
+        stats_before = probe.norm.running_mean.clone()
+        probs = _call(predict, probe, Q2_BATCH.clone())
+        expect(probe.calls, "`predict` never called the model: run `model(batch)`.")
+        if any(training for training, _ in probe.calls):
+            changed = not torch.equal(probe.norm.running_mean, stats_before)
+            raise Incorrect(
+                "The model ran in TRAINING mode: dropout dropped random features and "
+                "BatchNorm normalized with this batch's statistics"
+                + (" (and even updated its running statistics)" if changed else "")
+                + ", so the same image can get different predictions. Call `model.eval()` "
+                "before the forward pass."
+            )
+        if any(grad for _, grad in probe.calls):
+            raise Incorrect(
+                "Autograd was still recording the forward pass (`torch.is_grad_enabled()` was "
+                "True), which costs memory and time for gradients nobody needs. Run the model "
+                "inside `with torch.inference_mode():` (or `torch.no_grad()`)."
+            )
+        expect(
+            isinstance(probs, torch.Tensor),
+            f"`predict` should return a tensor of probabilities, not {safe_repr(probs)}.",
+        )
+        expect(
+            tuple(probs.shape) == (len(Q2_BATCH), 3),
+            f"For a batch of {len(Q2_BATCH)} images and 3 classes the probabilities should "
+            f"have shape ({len(Q2_BATCH)}, 3), not {tuple(probs.shape)}.",
+        )
+        reference = _ProbeModel().eval()
+        with torch.no_grad():
+            expected = torch.softmax(reference(Q2_BATCH), dim=1)
+        probs = probs.detach().float()
+        if torch.allclose(probs, expected, atol=1e-5):
+            return
+        if torch.allclose(probs.sum(dim=0), torch.ones(3), atol=1e-4):
+            raise Incorrect(
+                "The softmax runs over the wrong dimension: each ROW (one image) must sum to 1, "
+                "so use `torch.softmax(logits, dim=1)`."
+            )
+        raise Incorrect(
+            "Return the class probabilities, `torch.softmax(logits, dim=1)`, of the model's "
+            "output for the batch."
+        )
+
+
+q2 = FixPredict()
+
+# ----------------------------------------------------------------------------- q3
+
+#: Seconds of timed runs (warm-up already done). One run was disturbed by another program.
+Q3_CASES = (
+    ([0.102, 0.098, 0.341, 0.100, 0.101], 8),
+    ([0.0212, 0.0195, 0.0201, 0.0604, 0.0199, 0.0203, 0.0198], 1),
+)
+
+
+def _reference_ips(seconds: list[float], images: int) -> float:
+    return images / statistics.median(seconds)
+
+
+class ImagesPerSecond(Question):
+    title = "Images per second from timings"
+    hints = [
+        "Each entry of `run_seconds` is the time ONE run took, and each run processed "
+        "`images_per_run` images. Summarize the runs with one typical time first.",
+        "The typical time is the MEDIAN: `statistics.median(run_seconds)`. One disturbed run "
+        "(another program, a garbage collection) drags the mean up; the median ignores it.",
+        "`images_per_run / statistics.median(run_seconds)`.",
+    ]
+    solution_code = """
+        import statistics
+
+        def images_per_second(run_seconds, images_per_run):
+            typical = statistics.median(run_seconds)   # robust to a few disturbed runs
+            return images_per_run / typical
+    """
+    correct_message = "this is how `ck.time_inference` computes `images_per_second`."
+
+    def _check(self, images_per_second: Any) -> None:
+        for seconds, images in Q3_CASES:
+            call = f"images_per_second({seconds}, images_per_run={images})"
+            value = _call(images_per_second, list(seconds), images)
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            expect(
+                isinstance(value, int | float) and not isinstance(value, bool),
+                f"{call} should return a number, but it returned {safe_repr(value)}.",
+            )
+            expected = _reference_ips(seconds, images)
+            if math.isclose(value, expected, rel_tol=1e-3):
+                continue
+            mean_based = images / statistics.fmean(seconds)
+            wrong = {
+                "mean": (
+                    mean_based,
+                    "You used the MEAN time. One disturbed run pulls it up; use "
+                    "`statistics.median(run_seconds)`.",
+                ),
+                "min": (
+                    images / min(seconds),
+                    "You used the FASTEST run, the luckiest case. Use the median: the time of a "
+                    "typical run.",
+                ),
+                "inverse": (
+                    1 / expected,
+                    "You returned seconds per image. Images per second is the inverse: "
+                    "`images_per_run / median_seconds`.",
+                ),
+                "runs": (
+                    1 / statistics.median(seconds),
+                    "This is runs per second. Each run processed `images_per_run` images: "
+                    "multiply by it.",
+                ),
+                "ms": (
+                    1000 * statistics.median(seconds) / images,
+                    "You returned milliseconds per image. Images per second is "
+                    "`images_per_run / median_seconds`.",
+                ),
+            }
+            for wrong_value, message in wrong.values():
+                if math.isclose(value, wrong_value, rel_tol=1e-3) and not math.isclose(
+                    wrong_value, expected, rel_tol=1e-3
+                ):
+                    raise Incorrect(f"{call}: {message}")
+            raise Incorrect(f"{call} should be {expected:.1f} images/s, but it is {value:.4g}.")
+
+
+q3 = ImagesPerSecond()
