@@ -1,7 +1,7 @@
 """Exercises of lesson 03 (CNN anatomy): output sizes, a residual block, conv parameters, VGG.
 
-    >>> from coursekit.exercises import lesson03 as ex  # doctest: +SKIP
-    >>> ex.q1.check(conv_output_size)                   # doctest: +SKIP
+>>> from coursekit.exercises import lesson03 as ex  # doctest: +SKIP
+>>> ex.q1.check(conv_output_size)                   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -374,16 +374,26 @@ class ConvParameters(Question):
 
     #: Formulas with a typical mistake, and what to say when an answer follows one of them.
     mistakes: tuple[tuple[Callable[[int, int, int, bool], int], str], ...] = (
-        (lambda i, o, k, b: o * i * k * k, "You forgot the bias: one extra number per output "
-         "channel when `bias=True`."),
-        (lambda i, o, k, b: o * i * k * k + o, "Some layers have `bias=False`: count the bias "
-         "only when bias is True."),
-        (lambda i, o, k, b: o * i * k + (o if b else 0), "A kernel is a square: multiply by "
-         "kernel_size TWICE (kernel_size ** 2)."),
-        (lambda i, o, k, b: o * k * k + (o if b else 0), "Each filter spans every input "
-         "channel: multiply by in_channels too."),
-        (lambda i, o, k, b: o * i * k * k + (i if b else 0), "There is one bias per OUTPUT "
-         "channel (one per filter), not per input channel."),
+        (
+            lambda i, o, k, b: o * i * k * k,
+            "You forgot the bias: one extra number per output channel when `bias=True`.",
+        ),
+        (
+            lambda i, o, k, b: o * i * k * k + o,
+            "Some layers have `bias=False`: count the bias only when bias is True.",
+        ),
+        (
+            lambda i, o, k, b: o * i * k + (o if b else 0),
+            "A kernel is a square: multiply by kernel_size TWICE (kernel_size ** 2).",
+        ),
+        (
+            lambda i, o, k, b: o * k * k + (o if b else 0),
+            "Each filter spans every input channel: multiply by in_channels too.",
+        ),
+        (
+            lambda i, o, k, b: o * i * k * k + (i if b else 0),
+            "There is one bias per OUTPUT channel (one per filter), not per input channel.",
+        ),
     )
 
     def _check(self, conv_parameters: Any) -> None:
