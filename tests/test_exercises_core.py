@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import pickle
 
 import pytest
@@ -22,9 +23,11 @@ from coursekit.exercises import (
     assert_fails,
     assert_not_attempted,
     assert_passes,
+    call_answer,
     contains_placeholder,
     core,
     expect,
+    expect_callable,
     expect_equal,
     expect_shape,
 )
@@ -155,6 +158,149 @@ def test_function_answers_are_checked_on_fixed_inputs():
     assert_fails(Square(), square(3), message_contains="not `square(3)`")
     assert_not_attempted(Square(), unfinished)
     assert_not_attempted(Square(), half_finished)
+
+
+# ----------------------------------------------------------------------------- blanks in code
+
+
+def bare_blank(x):
+    ____  # noqa: B018 - the template line, as in a notebook
+    return x * x
+
+
+def blank_in_a_branch(x):
+    if x > 100:  # never true on the inputs Square tries: only the code shows the blank
+        return x * ____
+    return x * x
+
+
+def blank_in_a_nested_function(x):
+    def helper(y):
+        return ____ if y < -100 else y * y
+
+    return helper(x)
+
+
+def blank_in_a_lambda(x):
+    return (lambda y: y * y if y > -100 else ____)(x)
+
+
+class HalfWrittenModel(torch.nn.Module):
+    def forward(self, x):
+        if x.numel() > 10**9:
+            return ____
+        return x
+
+
+class SubclassOfHalfWritten(HalfWrittenModel):
+    """Finished itself, but it inherits the unfinished forward of a learner's base class."""
+
+    def extra(self):
+        return 1
+
+
+class WithStaticBlank:
+    @staticmethod
+    def make():
+        return ____
+
+
+class Finished(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+class FirstInstance(Question):
+    """A question that takes a class, builds it and runs it."""
+
+    def _check(self, model_class):
+        expect(isinstance(model_class, type), "Pass the class itself.")
+        expect_shape(model_class()(torch.zeros(2, 3)), (2, 3), "the output")
+
+
+@pytest.mark.parametrize(
+    "function", [bare_blank, blank_in_a_branch, blank_in_a_nested_function, blank_in_a_lambda]
+)
+def test_a_function_whose_code_names_the_blank_is_not_attempted(function):
+    assert contains_placeholder(function)
+    assert contains_placeholder(function.__get__(object()))  # and as a bound method
+    assert_not_attempted(Square(), function)
+
+
+@pytest.mark.parametrize("model_class", [HalfWrittenModel, SubclassOfHalfWritten])
+def test_a_class_whose_methods_name_the_blank_is_not_attempted(model_class):
+    assert contains_placeholder(model_class)
+    assert_not_attempted(FirstInstance(), model_class)
+    assert contains_placeholder(WithStaticBlank)
+
+
+def test_finished_functions_and_classes_are_not_flagged():
+    def square(x):
+        return x * x
+
+    assert not contains_placeholder(square)
+    assert not contains_placeholder(lambda x: x * x)
+    assert not contains_placeholder(Finished)
+    assert not contains_placeholder([square, Finished, Finished()])
+    assert_passes(Square(), square)
+    assert_passes(FirstInstance(), Finished)
+
+
+def test_library_functions_classes_and_objects_are_not_searched():
+    def made_by_torch():
+        return ____
+
+    def made_by_coursekit():
+        return ____
+
+    made_by_torch.__module__ = "torch.nn.functional"
+    made_by_coursekit.__module__ = "coursekit.exercises.lesson01"
+    assert contains_placeholder(lambda: ____)  # the same code from a learner is flagged
+    assert not contains_placeholder(made_by_torch)
+    assert not contains_placeholder(made_by_coursekit)
+
+    library_class = type("LibraryBase", (), {"method": made_by_coursekit})
+    library_class.__module__ = "coursekit.models"
+    learner_subclass = type("Mine", (library_class,), {"forward": lambda self: 1})
+    assert not contains_placeholder(library_class)
+    assert not contains_placeholder(learner_subclass)  # its library base is not searched
+
+    for obj in (torch.nn.Linear(2, 2), torch.nn.Module, torch.relu, call_answer, Square):
+        assert not contains_placeholder(obj)
+
+
+def test_with_and_if_on_the_blank_are_not_attempted():
+    # The blank reaches these functions as a default value, so their code never names it:
+    # only running them can find it.
+    def with_blank(x, context=____):
+        with context:
+            return x * x
+
+    def if_blank(x, condition=____):
+        if condition:
+            return x * x
+        return 0
+
+    for function in (with_blank, if_blank):
+        assert not contains_placeholder(function)
+        assert_not_attempted(Square(), function)
+    with pytest.raises(NotAttempted):
+        bool(____)
+    with pytest.raises(NotAttempted), ____:
+        pass
+
+
+def test_expect_callable_wants_the_function_itself():
+    def square(x):
+        return x * x
+
+    for function in (square, lambda x: x, len, torch.relu, functools.partial(pow, exp=2)):
+        expect_callable(function, "square")
+    for result in (9, torch.nn.Linear(2, 2), None):  # what calling a function gave, callable or not
+        with pytest.raises(Incorrect, match=r"Pass your function itself \(`square`\), not the"):
+            expect_callable(result, "square")
+    with pytest.raises(Incorrect, match="`Finished` is a class.*`def square"):
+        expect_callable(Finished, "square")
 
 
 # ----------------------------------------------------------------------------- never raises

@@ -50,7 +50,9 @@ def test_q2_choose_device():
     assert_fails(ex.q2, mps_first, message_contains="prefer CUDA")
     assert_fails(ex.q2, returns_strings, message_contains="Return a torch.device")
     assert_fails(ex.q2, only_cpu, message_contains="CUDA on")
-    assert_fails(ex.q2, good_choice(), message_contains="Pass the function itself")
+    assert_fails(
+        ex.q2, good_choice(), message_contains="Pass your function itself (`choose_device`)"
+    )
     assert_not_attempted(ex.q2, not_written_yet)
 
 

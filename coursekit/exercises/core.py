@@ -42,12 +42,13 @@ message, most specific first, through ``expect``, ``expect_equal`` and ``expect_
 
     q1 = FreezeBackbone()
 
-A question may take a function the learner wrote and check what it returns on fixed inputs;
-a function that still returns (or computes with) ``____`` counts as not attempted when the
-question calls it through ``call_answer(function, *args)``. "What is
-the number?" questions need no subclass: ``ValueQuestion(title=..., expected=11_689_512,
-wrong_answers={11_181_642: "That excludes the fc layer..."})``; ``MultipleChoice`` adds
-``options``. The template cell must run with ``____`` in place (nbval runs every notebook).
+A question may take a function (or class) the learner wrote: ``expect_callable(answer, name)``
+refuses what calling it returned, then ``call_answer(function, *args)`` runs it on fixed
+inputs. A function or class whose code still names ``____`` (``return ____``, a bare ``____``
+line, ``with ____:``, ``if ____:``) counts as not attempted before ``_check`` runs, and so
+does a result that holds ``____``. "What is the number?" questions need no subclass:
+``ValueQuestion(title=..., expected=11_689_512, wrong_answers={11_181_642: "That excludes
+the fc layer..."})``; ``MultipleChoice`` adds ``options``. The template cell must run with ``____`` in place (nbval runs every notebook).
 
 Test every question in ``tests/`` with ``assert_passes`` (the solution),
 ``assert_fails(..., message_contains=...)`` (each common mistake) and
@@ -59,6 +60,7 @@ This module imports nothing from the rest of coursekit.
 from __future__ import annotations
 
 import enum
+import functools
 import html
 import inspect
 import math
@@ -67,10 +69,10 @@ import re
 import sysconfig
 import textwrap
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
+from types import CodeType, FunctionType, MappingProxyType, MethodType
 from typing import Any, ClassVar, NoReturn
 
 NOT_ATTEMPTED_MESSAGE = "replace `____` with your answer, then run the check again."
@@ -86,8 +88,9 @@ class Incorrect(Exception):
 
 
 class _Placeholder:
-    """The blank ``____``. Computing with it raises ``NotAttempted``, so a learner's function
-    that still uses it is reported as "not attempted" instead of crashing."""
+    """The blank ``____``. Computing with it, testing it (``if ____:``) or entering it
+    (``with ____:``) raises ``NotAttempted``, so a learner's function that still uses it is
+    reported as "not attempted" instead of crashing."""
 
     _instance: ClassVar[_Placeholder | None] = None
 
@@ -110,17 +113,27 @@ class _Placeholder:
     __pow__ = __rpow__ = __matmul__ = __rmatmul__ = __neg__ = __pos__ = __abs__ = _refuse
     __lt__ = __le__ = __gt__ = __ge__ = _refuse
     __call__ = __getitem__ = __iter__ = __len__ = __int__ = __float__ = __index__ = _refuse
+    __bool__ = __enter__ = __exit__ = _refuse
 
 
 #: The blank a learner replaces with an answer.
 ____ = _Placeholder()
 
 
+#: Top-level packages whose functions and classes are never a learner's unfinished answer:
+#: their code is not searched for the blank (a torch class has hundreds of methods).
+_LIBRARY_PACKAGES = frozenset({"coursekit", "torch", "torchvision", "numpy"})
+
+
 def contains_placeholder(value: object) -> bool:
-    """Whether ``value`` is ``____`` or holds it inside lists, tuples, sets or dicts.
+    """Whether ``value`` is ``____``, holds it inside lists, tuples, sets or dicts, or is a
+    learner's function or class whose code still names ``____`` (nested functions, lambdas
+    and methods included).
 
     >>> contains_placeholder({"lr": 0.1, "momentum": ____})
     True
+    >>> contains_placeholder(lambda x: x * ____), contains_placeholder(lambda x: x * 2)
+    (True, False)
     """
     return _search_placeholder(value, seen=set())
 
@@ -128,11 +141,49 @@ def contains_placeholder(value: object) -> bool:
 def _search_placeholder(value: object, seen: set[int]) -> bool:
     if value is ____:
         return True
+    if any(_names_placeholder(code) for code in _learner_code(value)):
+        return True
     if not isinstance(value, (list, tuple, set, frozenset, dict)) or id(value) in seen:
         return False
     seen.add(id(value))  # a list that contains itself must not loop forever
     items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
     return any(_search_placeholder(item, seen) for item in items)
+
+
+def _learner_code(value: object) -> Iterator[CodeType]:
+    """The code of a plain function, method or class the learner wrote; nothing for other
+    objects (instances, torch modules) or for library code, which never holds the blank."""
+    function = value.__func__ if isinstance(value, MethodType) else value
+    if not isinstance(function, FunctionType | type) or _from_library(function):
+        return
+    if isinstance(function, FunctionType):
+        yield function.__code__
+        return
+    for klass in function.__mro__:  # a learner's base class may hold the unfinished method
+        if not _from_library(klass):
+            yield from (method.__code__ for method in _functions_of(klass))
+
+
+def _functions_of(klass: type) -> Iterator[FunctionType]:
+    for member in vars(klass).values():
+        if isinstance(member, (staticmethod, classmethod)):
+            member = member.__func__
+        if isinstance(member, FunctionType):
+            yield member
+
+
+def _from_library(value: object) -> bool:
+    module = getattr(value, "__module__", None)
+    return isinstance(module, str) and module.partition(".")[0] in _LIBRARY_PACKAGES
+
+
+def _names_placeholder(code: CodeType) -> bool:
+    """Whether ``code``, or code nested in it (inner functions, lambdas, class bodies), uses
+    the global name ``____``: a bare ``____`` line never computes with the blank, so only the
+    code itself can tell that it is still there."""
+    return "____" in code.co_names or any(
+        _names_placeholder(const) for const in code.co_consts if isinstance(const, CodeType)
+    )
 
 
 # ----------------------------------------------------------------------------- results
@@ -259,6 +310,26 @@ def call_answer(function: Any, *args: Any, **kwargs: Any) -> Any:
     if contains_placeholder(result):
         raise NotAttempted(_BLANK_USED)
     return result
+
+
+def expect_callable(answer: Any, name: str) -> None:
+    """Fail unless ``answer`` is a function: the learner passes ``name`` itself, not what
+    calling it returned (even a callable result, like a model or a pipeline), nor a class.
+
+    >>> expect_callable(len, "len")
+    >>> expect_callable(len("abc"), "len")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    Incorrect: Pass your function itself (`len`), not the result of calling it.
+    """
+    if isinstance(answer, type):
+        raise Incorrect(
+            f"This question wants a function, but `{answer.__name__}` is a class: write "
+            f"`def {name}(...):` and pass `{name}` itself."
+        )
+    expect(
+        inspect.isroutine(answer) or isinstance(answer, functools.partial),
+        f"Pass your function itself (`{name}`), not the result of calling it.",
+    )
 
 
 def expect(condition: object, message: str) -> None:

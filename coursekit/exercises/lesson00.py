@@ -6,7 +6,14 @@ from unittest import mock
 
 import torch
 
-from coursekit.exercises.core import Question, ValueQuestion, call_answer, expect, expect_equal
+from coursekit.exercises.core import (
+    Question,
+    ValueQuestion,
+    call_answer,
+    expect,
+    expect_callable,
+    expect_equal,
+)
 
 
 class SmokeSettingsWithThreeEpochs(Question):
@@ -43,10 +50,15 @@ class ChooseDevice(Question):
     """
 
     #: (CUDA available, MPS available) -> the device a good choice returns.
-    cases = {(True, True): "cuda", (True, False): "cuda", (False, True): "mps", (False, False): "cpu"}
+    cases = {
+        (True, True): "cuda",
+        (True, False): "cuda",
+        (False, True): "mps",
+        (False, False): "cpu",
+    }
 
     def _check(self, choose_device):
-        expect(callable(choose_device), "Pass the function itself: `check(choose_device)`.")
+        expect_callable(choose_device, "choose_device")
         for (cuda, mps), wanted in self.cases.items():
             with (
                 mock.patch.object(torch.cuda, "is_available", return_value=cuda),

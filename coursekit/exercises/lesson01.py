@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,31 +15,13 @@ import torch
 
 from coursekit.exercises.core import (
     Incorrect,
-    NotAttempted,
     Question,
-    contains_placeholder,
+    call_answer,
     expect,
+    expect_callable,
     expect_equal,
     safe_repr,
 )
-
-_BLANK_USED = "`____` is still a blank: replace it with your answer."
-
-
-def _returned(function: Callable[..., Any], *args: Any) -> Any:
-    """Call the learner's function; a result holding ``____`` means "not attempted"."""
-    result = function(*args)
-    if contains_placeholder(result):
-        raise NotAttempted(_BLANK_USED)
-    return result
-
-
-def _expect_function(answer: Any, name: str) -> None:
-    expect(
-        callable(answer),
-        f"Pass your function itself (`{name}`), not the result of calling it.",
-    )
-
 
 # ----------------------------------------------------------------------------- q1
 
@@ -64,9 +46,9 @@ class ClassToIdx(Question):
     )
 
     def _check(self, imagefolder_class_to_idx: Any) -> None:
-        _expect_function(imagefolder_class_to_idx, "imagefolder_class_to_idx")
+        expect_callable(imagefolder_class_to_idx, "imagefolder_class_to_idx")
         for names in self.cases:
-            result = _returned(imagefolder_class_to_idx, list(names))
+            result = call_answer(imagefolder_class_to_idx, list(names))
             expect(
                 isinstance(result, Mapping),
                 f"For {list(names)} your function returned {safe_repr(result)}: return a dict "
@@ -149,10 +131,10 @@ class ImConvert(Question):
     """
 
     def _check(self, my_im_convert: Any) -> None:
-        _expect_function(my_im_convert, "my_im_convert")
+        expect_callable(my_im_convert, "my_im_convert")
         mean, std = _per_channel(_MEAN), _per_channel(_STD)
         for image in _fixed_images():
-            result = _returned(my_im_convert, image.clone(), _MEAN, _STD)
+            result = call_answer(my_im_convert, image.clone(), _MEAN, _STD)
             expect(
                 result is not None,
                 "Your function returns None: end it with `return` and the image.",
@@ -254,7 +236,7 @@ class IndexOfLabel(Question):
     asked: tuple[str, ...] = ("canterbury bells", "globe thistle", "pink primrose", "monkshood")
 
     def _check(self, index_of: Any) -> None:
-        _expect_function(index_of, "index_of")
+        expect_callable(index_of, "index_of")
         folders = list(FLOWER_NAMES)
         image_folder_order = {name: i for i, name in enumerate(sorted(folders))}
         # Another valid mapping (e.g. from a checkpoint): the answer must use the one given.
@@ -262,7 +244,7 @@ class IndexOfLabel(Question):
         for class_to_idx in (image_folder_order, other_order):
             for label_name in self.asked:
                 folder = next(f for f, name in FLOWER_NAMES.items() if name == label_name)
-                result = _returned(index_of, label_name, dict(FLOWER_NAMES), dict(class_to_idx))
+                result = call_answer(index_of, label_name, dict(FLOWER_NAMES), dict(class_to_idx))
                 expect(
                     result != folder,
                     f"For {label_name!r} you returned the folder name {folder!r}. That is "

@@ -16,25 +16,16 @@ from torchvision import transforms
 
 from coursekit.exercises.core import (
     Incorrect,
-    NotAttempted,
     Question,
-    contains_placeholder,
+    call_answer,
     expect,
+    expect_callable,
     safe_repr,
 )
 
-_BLANK_USED = "`____` is still a blank: replace it with your answer."
 #: ImageNet's statistics (repeated here: the exercises import nothing from coursekit).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _returned(function: Callable[..., Any], *args: Any) -> Any:
-    """Call the learner's function; a result holding ``____`` means "not attempted"."""
-    result = function(*args)
-    if contains_placeholder(result):
-        raise NotAttempted(_BLANK_USED)
-    return result
 
 
 # ----------------------------------------------------------------------------- q1
@@ -76,13 +67,10 @@ class EvalPipeline(Question):
     sizes: tuple[tuple[int, int], ...] = ((32, 36), (24, 28))
 
     def _check(self, make_eval_pipeline: Any) -> None:
-        expect(
-            callable(make_eval_pipeline),
-            "Pass your function itself (`make_eval_pipeline`), not the pipeline it returns.",
-        )
+        expect_callable(make_eval_pipeline, "make_eval_pipeline")
         image = _fixed_image()
         for image_size, resize_size in self.sizes:
-            pipeline = _returned(make_eval_pipeline, image_size, resize_size)
+            pipeline = call_answer(make_eval_pipeline, image_size, resize_size)
             expect(
                 callable(pipeline),
                 f"make_eval_pipeline({image_size}, {resize_size}) returned "
@@ -285,9 +273,9 @@ class ChannelMean(Question):
     """
 
     def _check(self, channel_mean: Any) -> None:
-        expect(callable(channel_mean), "Pass your function itself (`channel_mean`).")
+        expect_callable(channel_mean, "channel_mean")
         batches = _fixed_batches()
-        result = _returned(channel_mean, [batch.clone() for batch in batches])
+        result = call_answer(channel_mean, [batch.clone() for batch in batches])
         expect(result is not None, "Your function returns None: end it with `return`.")
         try:
             values = torch.as_tensor(

@@ -18,30 +18,13 @@ from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
 from coursekit.exercises.core import (
     Incorrect,
     MultipleChoice,
-    NotAttempted,
     Question,
-    contains_placeholder,
+    call_answer,
     expect,
+    expect_callable,
     expect_shape,
     safe_repr,
 )
-
-_BLANK_USED = "`____` is still a blank: replace it with your answer."
-
-
-def _returned(function: Callable[..., Any], *args: Any) -> Any:
-    """Call the learner's function; a result holding ``____`` means "not attempted"."""
-    result = function(*args)
-    if contains_placeholder(result):
-        raise NotAttempted(_BLANK_USED)
-    return result
-
-
-def _expect_function(answer: Any, name: str) -> None:
-    expect(
-        callable(answer) and not isinstance(answer, type),
-        f"Pass your function itself (`{name}`), not the result of calling it.",
-    )
 
 
 def _is_int(value: Any) -> bool:
@@ -105,11 +88,11 @@ class ConvOutputSize(Question):
     )
 
     def _check(self, conv_output_size: Any) -> None:
-        _expect_function(conv_output_size, "conv_output_size")
+        expect_callable(conv_output_size, "conv_output_size")
         results = []
         for (size, kernel, stride, padding), _ in self.cases:
             call = f"conv_output_size({size}, {kernel}, stride={stride}, padding={padding})"
-            result = _returned(conv_output_size, size, kernel, stride, padding)
+            result = call_answer(conv_output_size, size, kernel, stride, padding)
             expected = (size + 2 * padding - kernel) // stride + 1
             if isinstance(result, float) and result == expected:
                 raise Incorrect(
@@ -185,13 +168,13 @@ def _build(block_class: type, *args: int) -> nn.Module:
     return block
 
 
-def _run(block: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+def _run_block(block: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
+    """The block's output for ``x`` in eval mode; a shortcut that cannot be added gets its
+    own message instead of PyTorch's size error."""
     block.eval()
     with torch.no_grad():
         try:
-            out = block(x.clone())
-        except NotAttempted:
-            raise
+            out = call_answer(block, x.clone())
         except RuntimeError as error:
             text = str(error)
             if "must match the size" in text or "size of tensor" in text:
@@ -202,8 +185,6 @@ def _run(block: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
                     "then a BatchNorm (`downsample`), and forward must use it."
                 ) from None
             raise
-    if contains_placeholder(out):
-        raise NotAttempted(_BLANK_USED)
     return out
 
 
@@ -284,7 +265,7 @@ class ResidualBlock(Question):
         x = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(0))
 
         same = _build(block_class, 8, 8, 1)
-        out = _run(same, x, "ResidualBlock(8, 8)")
+        out = _run_block(same, x, "ResidualBlock(8, 8)")
         expect_shape(out, (2, 8, 6, 6), "ResidualBlock(8, 8) applied to a (2, 8, 6, 6) input")
         expect(
             getattr(same, "downsample", "absent") is None,
@@ -294,7 +275,7 @@ class ResidualBlock(Question):
         self._check_identity_start(same, x)
 
         down = _build(block_class, 8, 16, 2)
-        out = _run(down, x, "ResidualBlock(8, 16, stride=2)")
+        out = _run_block(down, x, "ResidualBlock(8, 16, stride=2)")
         expect_shape(out, (2, 16, 3, 3), "ResidualBlock(8, 16, stride=2) applied to (2, 8, 6, 6)")
         expect(
             isinstance(getattr(down, "downsample", None), nn.Module),
@@ -309,7 +290,7 @@ class ResidualBlock(Question):
             _load_reference(block, reference, what)
             with torch.no_grad():
                 expected = reference(x.clone())
-            out = _run(block, x, what)
+            out = _run_block(block, x, what)
             expect(
                 out.shape == expected.shape and torch.allclose(out, expected, atol=1e-5),
                 f"{what} with torchvision's weights gives another output than torchvision's "
@@ -324,7 +305,7 @@ class ResidualBlock(Question):
         with torch.no_grad():
             last_bn.weight.zero_()
             last_bn.bias.zero_()
-        out = _run(block, x, "ResidualBlock(8, 8)")
+        out = _run_block(block, x, "ResidualBlock(8, 8)")
         expect(
             not torch.allclose(out, torch.zeros_like(out)),
             "With its residual branch switched off (bn2 scaled to 0), your block outputs only "
@@ -397,10 +378,10 @@ class ConvParameters(Question):
     )
 
     def _check(self, conv_parameters: Any) -> None:
-        _expect_function(conv_parameters, "conv_parameters")
+        expect_callable(conv_parameters, "conv_parameters")
         results = []
         for (cin, cout, k, bias), _ in self.cases:
-            result = _returned(conv_parameters, cin, cout, k, bias)
+            result = call_answer(conv_parameters, cin, cout, k, bias)
             expect(
                 isinstance(result, numbers.Real) and float(result).is_integer(),
                 f"conv_parameters({cin}, {cout}, {k}, bias={bias}) returned "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,39 +18,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from coursekit.exercises.core import (
     Incorrect,
-    NotAttempted,
     Question,
-    contains_placeholder,
+    call_answer,
     expect,
+    expect_callable,
     safe_repr,
 )
-
-_BLANK_USED = "`____` is still a blank: replace it with your answer."
-
-
-def _mentions_blank(code: types.CodeType) -> bool:
-    """Whether a function's code still names ``____`` (even as a do-nothing statement)."""
-    if "____" in code.co_names:
-        return True
-    return any(isinstance(c, types.CodeType) and _mentions_blank(c) for c in code.co_consts)
-
-
-def _expect_function(answer: Any, name: str) -> None:
-    expect(
-        callable(answer) and not isinstance(answer, type),
-        f"Pass your function itself (`{name}`), not the result of calling it.",
-    )
-    code = getattr(answer, "__code__", None)
-    if code is not None and _mentions_blank(code):
-        raise NotAttempted(_BLANK_USED)
-
-
-def _returned(function: Callable[..., Any], *args: Any) -> Any:
-    """Call the learner's function; a result holding ``____`` means "not attempted"."""
-    result = function(*args)
-    if contains_placeholder(result):
-        raise NotAttempted(_BLANK_USED)
-    return result
 
 
 def _as_float(value: Any) -> float | None:
@@ -123,10 +95,10 @@ class EpochAccuracy(Question):
     )
 
     def _check(self, epoch_accuracy: Any) -> None:
-        _expect_function(epoch_accuracy, "epoch_accuracy")
+        expect_callable(epoch_accuracy, "epoch_accuracy")
         results = []
         for batches in self.cases:
-            result = _returned(epoch_accuracy, [tuple(pair) for pair in batches])
+            result = call_answer(epoch_accuracy, [tuple(pair) for pair in batches])
             number = _as_float(result)
             expect(
                 number is not None,
@@ -217,7 +189,7 @@ class EvaluateEpoch(Question):
     batch_size = 4
 
     def _check(self, evaluate_epoch: Any) -> None:
-        _expect_function(evaluate_epoch, "evaluate_epoch")
+        expect_callable(evaluate_epoch, "evaluate_epoch")
         inputs, labels = _probe_data()
         loader = DataLoader(TensorDataset(inputs, labels), batch_size=self.batch_size)
         model = _Probe()
@@ -225,7 +197,7 @@ class EvaluateEpoch(Question):
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
         criterion = nn.CrossEntropyLoss()
 
-        result = _returned(evaluate_epoch, model, loader, criterion)
+        result = call_answer(evaluate_epoch, model, loader, criterion)
         expect(
             isinstance(result, tuple | list) and len(result) == 2,
             f"Your function returned {safe_repr(result)}: return two numbers, `(loss, accuracy)`.",
@@ -343,7 +315,7 @@ class SchedulerPlacement(Question):
     )
 
     def _check(self, run_schedule: Any) -> None:
-        _expect_function(run_schedule, "run_schedule")
+        expect_callable(run_schedule, "run_schedule")
         for lr, step_size, gamma, epochs, batches in self.schedules:
             used = self._record(run_schedule, lr, step_size, gamma, epochs, batches)
             expect(
@@ -409,7 +381,7 @@ class SchedulerPlacement(Question):
         with warnings.catch_warnings():
             # Stepping the scheduler first makes PyTorch warn; the check explains it instead.
             warnings.simplefilter("ignore")
-            _returned(run_schedule, optimizer, scheduler, epochs, batches)
+            call_answer(run_schedule, optimizer, scheduler, epochs, batches)
         return used
 
 

@@ -10,7 +10,6 @@ Every checker builds its own tiny network, so it runs in milliseconds and never 
 from __future__ import annotations
 
 import numbers
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -18,36 +17,14 @@ import torch
 from torch import nn
 
 from coursekit.exercises.core import (
-    NotAttempted,
     Question,
     call_answer,
     expect,
+    expect_callable,
     expect_equal,
     expect_shape,
     safe_repr,
 )
-
-_BLANK_USED = "`____` is still a blank: replace it with your answer."
-
-
-def _uses_blank(code: types.CodeType) -> bool:
-    """Whether a function's code still names ``____`` (a template line like ``____`` alone
-    evaluates the blank without computing with it, so ``call_answer`` cannot see it)."""
-    if "____" in code.co_names:
-        return True
-    return any(_uses_blank(const) for const in code.co_consts if isinstance(const, types.CodeType))
-
-
-def _run(function: Any, name: str, *args: Any) -> Any:
-    """Call the learner's function: not attempted while it still uses ``____``."""
-    expect(
-        callable(function) and not isinstance(function, type | nn.Module),
-        f"Pass your function itself (`{name}`), not the result of calling it.",
-    )
-    code = getattr(function, "__code__", None)
-    if code is not None and _uses_blank(code):
-        raise NotAttempted(_BLANK_USED)
-    return call_answer(function, *args)
 
 
 class TinyNet(nn.Module):
@@ -133,9 +110,10 @@ class FreezeAllButHead(Question):
     """
 
     def _check(self, freeze_all_but_head: Callable[[nn.Module], nn.Module]) -> None:
+        expect_callable(freeze_all_but_head, "freeze_all_but_head")
         model = TinyNet()
         head_weight = model.fc.weight.detach().clone()
-        result = _run(freeze_all_but_head, "freeze_all_but_head", model)
+        result = call_answer(freeze_all_but_head, model)
         _expect_model(result, "freeze_all_but_head")
         trainable = _trainable_names(result)
         everything = [name for name, _ in result.named_parameters()]
@@ -190,8 +168,9 @@ class OptimizerOverTrainable(Question):
     lr = 0.01
 
     def _check(self, make_optimizer: Callable[[nn.Module, float], torch.optim.Optimizer]) -> None:
+        expect_callable(make_optimizer, "make_optimizer")
         model = _frozen_backbone_net()
-        optimizer = _run(make_optimizer, "make_optimizer", model, self.lr)
+        optimizer = call_answer(make_optimizer, model, self.lr)
         expect(
             isinstance(optimizer, torch.optim.Optimizer),
             "Return the optimizer itself, e.g. `torch.optim.Adam(params, lr=lr)`, not "
@@ -250,11 +229,12 @@ class ReplaceVggHead(Question):
     """
 
     def _check(self, replace_vgg_head: Callable[[nn.Module, int], nn.Module]) -> None:
+        expect_callable(replace_vgg_head, "replace_vgg_head")
         for num_classes in (3, 5):
             model = TinyVGG()
             first_layers = list(model.classifier)[:-1]
             hidden = model.classifier[-1].in_features
-            result = _run(replace_vgg_head, "replace_vgg_head", model, num_classes)
+            result = call_answer(replace_vgg_head, model, num_classes)
             _expect_model(result, "replace_vgg_head")
             classifier = getattr(result, "classifier", None)
             expect(
@@ -317,6 +297,7 @@ class CountTrainable(Question):
     """
 
     def _check(self, count_trainable: Callable[[nn.Module], int]) -> None:
+        expect_callable(count_trainable, "count_trainable")
         frozen_backbone = _frozen_backbone_net()
         everything = TinyNet()
         cases = (
@@ -325,7 +306,7 @@ class CountTrainable(Question):
         )
         for model, description in cases:
             expected = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            answer = _run(count_trainable, "count_trainable", model)
+            answer = call_answer(count_trainable, model)
             total = sum(p.numel() for p in model.parameters())
             tensors = len([p for p in model.parameters() if p.requires_grad])
             expect(

@@ -10,7 +10,6 @@ Every checker builds its own tiny network or a single parameter, so it runs in m
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -19,50 +18,13 @@ from torch import nn
 
 from coursekit.exercises.core import (
     MultipleChoice,
-    NotAttempted,
     Question,
     call_answer,
     expect,
+    expect_callable,
     safe_repr,
 )
-
-_BLANK_USED = "`____` is still a blank: replace it with your answer."
-
-
-def _uses_blank(code: types.CodeType) -> bool:
-    """Whether a function's code still names ``____`` (a template line like ``____`` alone
-    evaluates the blank without computing with it, so ``call_answer`` cannot see it)."""
-    if "____" in code.co_names:
-        return True
-    return any(_uses_blank(const) for const in code.co_consts if isinstance(const, types.CodeType))
-
-
-def _run(function: Any, name: str, *args: Any) -> Any:
-    """Call the learner's function: not attempted while it still uses ``____``."""
-    expect(
-        callable(function) and not isinstance(function, type | nn.Module),
-        f"Pass your function itself (`{name}`), not the result of calling it.",
-    )
-    code = getattr(function, "__code__", None)
-    if code is not None and _uses_blank(code):
-        raise NotAttempted(_BLANK_USED)
-    return call_answer(function, *args)
-
-
-class TinyNet(nn.Module):
-    """A ResNet-shaped toy: a conv stem with BatchNorm, one stage, global pool, ``fc`` head."""
-
-    def __init__(self, num_classes: int = 3) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, kernel_size=3, padding=1)
-        self.bn1 = nn.BatchNorm2d(4)
-        self.layer1 = nn.Sequential(nn.Conv2d(4, 8, kernel_size=3, padding=1), nn.ReLU())
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer1(torch.relu(self.bn1(self.conv1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+from coursekit.exercises.lesson05 import TinyNet  # the same ResNet-shaped toy
 
 
 def _close(a: float, b: float) -> bool:
@@ -100,11 +62,12 @@ class DiscriminativeGroups(Question):
     base_lr = 1e-4
 
     def _check(self, make_param_groups: Callable[[nn.Module, float], list[dict[str, Any]]]) -> None:
+        expect_callable(make_param_groups, "make_param_groups")
         model = TinyNet()
         # The stem stays frozen, as after unfreezing only the later stages.
         for parameter in [*model.conv1.parameters(), *model.bn1.parameters()]:
             parameter.requires_grad = False
-        groups = _run(make_param_groups, "make_param_groups", model, self.base_lr)
+        groups = call_answer(make_param_groups, model, self.base_lr)
         expect(
             not isinstance(groups, torch.optim.Optimizer),
             "Return the list of groups itself; the optimizer is built from it afterwards "
@@ -198,9 +161,10 @@ class SchedulerFollowsOptimizer(Question):
     start_lr = 0.1
 
     def _check(self, make_scheduler: Callable[[torch.optim.Optimizer, int, float], Any]) -> None:
+        expect_callable(make_scheduler, "make_scheduler")
         for step_size, gamma in self.cases:
             optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=self.start_lr)
-            scheduler = _run(make_scheduler, "make_scheduler", optimizer, step_size, gamma)
+            scheduler = call_answer(make_scheduler, optimizer, step_size, gamma)
             expect(
                 callable(getattr(scheduler, "step", None))
                 and not isinstance(scheduler, torch.optim.Optimizer),

@@ -15,31 +15,16 @@ from typing import Any
 
 import torch
 
-from coursekit.exercises.core import Incorrect, NotAttempted, Question, expect, safe_repr
+from coursekit.exercises.core import (
+    Incorrect,
+    Question,
+    call_answer,
+    expect,
+    expect_callable,
+    safe_repr,
+)
 
 __all__ = ["q1", "q2", "q3"]
-
-
-def _uses_blank(function: Any) -> bool:
-    """Whether a learner's function still refers to the blank ``____`` in its code."""
-    code = getattr(function, "__code__", None)
-    if code is None:
-        return False
-    stack = [code]
-    while stack:
-        current = stack.pop()
-        if "____" in current.co_names:
-            return True
-        stack.extend(c for c in current.co_consts if hasattr(c, "co_names"))
-    return False
-
-
-def _call(function: Any, *args: Any) -> Any:
-    """Call the learner's function; a function that still holds ``____`` is not attempted."""
-    expect(callable(function), "Pass your function itself (without calling it).")
-    if _uses_blank(function):
-        raise NotAttempted
-    return function(*args)
 
 
 def _as_tensor(value: Any, what: str) -> torch.Tensor:
@@ -98,12 +83,13 @@ class ConfusionMatrix(Question):
     )
 
     def _check(self, confusion_matrix: Any) -> None:
+        expect_callable(confusion_matrix, "confusion_matrix")
         for labels, preds, k in (
             (Q1_LABELS, Q1_PREDS, Q1_NUM_CLASSES),
             (Q1_LABELS_B, Q1_PREDS_B, Q1_NUM_CLASSES_B),
         ):
             expected = _reference_confusion(labels, preds, k)
-            result = _call(confusion_matrix, labels.clone(), preds.clone(), k)
+            result = call_answer(confusion_matrix, labels.clone(), preds.clone(), k)
             cm = _as_tensor(result, f"confusion_matrix(labels, preds, {k})")
             call = f"For labels={labels.tolist()}, preds={preds.tolist()}, num_classes={k}"
             expect(
@@ -186,7 +172,8 @@ class PerClassRecall(Question):
     )
 
     def _check(self, per_class_recall: Any) -> None:
-        result = _call(per_class_recall, Q2_CM.clone())
+        expect_callable(per_class_recall, "per_class_recall")
+        result = call_answer(per_class_recall, Q2_CM.clone())
         recall = _as_tensor(result, "per_class_recall(cm)").float().flatten()
         shown = [round(v, 3) if not math.isnan(v) else float("nan") for v in recall.tolist()]
         expect(
@@ -263,9 +250,10 @@ class TopKAccuracy(Question):
     )
 
     def _check(self, top_k_accuracy: Any) -> None:
+        expect_callable(top_k_accuracy, "top_k_accuracy")
         answers = {}
         for k in Q3_EXPECTED:
-            value = _call(top_k_accuracy, Q3_LOGITS.clone(), Q3_LABELS.clone(), k)
+            value = call_answer(top_k_accuracy, Q3_LOGITS.clone(), Q3_LABELS.clone(), k)
             if isinstance(value, torch.Tensor):
                 expect(
                     value.numel() == 1,

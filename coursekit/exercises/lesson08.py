@@ -20,34 +20,20 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
-from coursekit.exercises.core import Incorrect, NotAttempted, Question, expect, safe_repr
+from coursekit.exercises.core import (
+    Incorrect,
+    Question,
+    call_answer,
+    expect,
+    expect_callable,
+    safe_repr,
+)
 
 __all__ = ["q1", "q2", "q3"]
 
 #: The ImageNet statistics the pretrained weights (and the course) normalize with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _uses_blank(function: Any) -> bool:
-    """Whether a learner's function still refers to the blank ``____`` in its code."""
-    stack = [getattr(function, "__code__", None)]
-    while stack:
-        code = stack.pop()
-        if code is None:
-            continue
-        if "____" in code.co_names:
-            return True
-        stack.extend(c for c in code.co_consts if hasattr(c, "co_names"))
-    return False
-
-
-def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call the learner's function; a function that still holds ``____`` is not attempted."""
-    expect(callable(function), "Pass your function itself (without calling it).")
-    if _uses_blank(function):
-        raise NotAttempted
-    return function(*args, **kwargs)
 
 
 # ----------------------------------------------------------------------------- q1
@@ -116,13 +102,16 @@ class Preprocess(Question):
     )
 
     def _check(self, preprocess: Any) -> None:
+        expect_callable(preprocess, "preprocess")
         for image_size, resize_size in Q1_SIZES:
             self._check_one(preprocess, image_size, resize_size)
 
     def _check_one(self, preprocess: Any, image_size: int, resize_size: int) -> None:
         call = f"preprocess(image, image_size={image_size}, resize_size={resize_size})"
         image = _test_image()
-        result = _call(preprocess, image.copy(), image_size=image_size, resize_size=resize_size)
+        result = call_answer(
+            preprocess, image.copy(), image_size=image_size, resize_size=resize_size
+        )
         expect(
             isinstance(result, torch.Tensor),
             f"{call} should return a tensor, but it returned {safe_repr(result)}. End the "
@@ -146,7 +135,9 @@ class Preprocess(Question):
             f"{call} should be a float tensor, but its dtype is {result.dtype}: use "
             "`transforms.ToTensor()`.",
         )
-        again = _call(preprocess, image.copy(), image_size=image_size, resize_size=resize_size)
+        again = call_answer(
+            preprocess, image.copy(), image_size=image_size, resize_size=resize_size
+        )
         if not (isinstance(again, torch.Tensor) and torch.equal(again, result)):
             raise Incorrect(
                 f"{call} gave a different tensor the second time. Evaluation preprocessing "
@@ -262,9 +253,10 @@ class FixPredict(Question):
     )
 
     def _check(self, predict: Any) -> None:
+        expect_callable(predict, "predict")
         probe = _ProbeModel().train()  # as a model is right after training
         stats_before = probe.norm.running_mean.clone()
-        probs = _call(predict, probe, Q2_BATCH.clone())
+        probs = call_answer(predict, probe, Q2_BATCH.clone())
         expect(probe.calls, "`predict` never called the model: run `model(batch)`.")
         if any(training for training, _ in probe.calls):
             changed = not torch.equal(probe.norm.running_mean, stats_before)
@@ -341,9 +333,10 @@ class ImagesPerSecond(Question):
     correct_message = "this is how `ck.time_inference` computes `images_per_second`."
 
     def _check(self, images_per_second: Any) -> None:
+        expect_callable(images_per_second, "images_per_second")
         for seconds, images in Q3_CASES:
             call = f"images_per_second({seconds}, images_per_run={images})"
-            value = _call(images_per_second, list(seconds), images)
+            value = call_answer(images_per_second, list(seconds), images)
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 value = value.item()
             expect(

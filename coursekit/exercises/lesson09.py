@@ -21,6 +21,7 @@ from coursekit.exercises.core import (
     Question,
     call_answer,
     expect,
+    expect_callable,
     safe_repr,
 )
 
@@ -105,10 +106,7 @@ class SplitCounts(Question):
     )
 
     def _check(self, split_counts: Any) -> None:
-        expect(
-            callable(split_counts),
-            "Pass your function itself (`split_counts`), not the result of calling it.",
-        )
+        expect_callable(split_counts, "split_counts")
         for sizes, fraction in ((Q1_SIZES_A, Q1_SPLIT_A), (Q1_SIZES_B, Q1_SPLIT_B)):
             self._check_case(split_counts, sizes, fraction)
 
