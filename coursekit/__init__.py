@@ -28,6 +28,7 @@ from coursekit.config import (
 from coursekit.data import (
     COURSE_DATASETS,
     IMAGE_EXTENSIONS,
+    LABEL_MAP_NAME,
     VALID_SPLIT_NAMES,
     DatasetLayoutError,
     DatasetMissingError,
@@ -49,6 +50,7 @@ from coursekit.data import (
     load_label_names,
     make_loaders,
     normalization_of,
+    readable_class_names,
     split_samples,
     to_rgb,
     train_transforms,
@@ -101,6 +103,7 @@ from coursekit.models import (
     unfreeze,
     weights_cached,
     weights_path,
+    without_head,
 )
 from coursekit.train import (
     CHECKPOINT_FORMAT_VERSION,
@@ -111,8 +114,10 @@ from coursekit.train import (
     extract_features,
     feature_loaders,
     fit,
+    fit_on_features,
     last_checkpoint_path,
     load_checkpoint,
+    load_or_train,
     save_checkpoint,
     train_one_epoch,
 )

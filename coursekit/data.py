@@ -47,6 +47,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 #: Names of the validation split, in the order they are looked for.
 VALID_SPLIT_NAMES: tuple[str, ...] = ("valid", "val", "validation")
 TRAIN_SPLIT_NAME = "train"
+#: The label map a dataset may keep next to its splits: ``{"folder": "readable name"}``.
+LABEL_MAP_NAME = "cat_to_name.json"
 SYNTHETIC_DATASET = "synthetic"
 #: Names that operating systems and tools drop into folders; never classes or images.
 _SYSTEM_NAMES = frozenset({".ipynb_checkpoints", ".DS_Store", "Thumbs.db", "desktop.ini"})
@@ -696,6 +698,21 @@ def load_label_names(json_path: str | os.PathLike[str], classes: Sequence[str]) 
             "using the folder name instead."
         )
     return [str(mapping.get(name, name)) for name in classes]
+
+
+def readable_class_names(data_dir: str | os.PathLike[str], classes: Sequence[str]) -> list[str]:
+    """Class names in index order: from ``data_dir/cat_to_name.json`` if the dataset has one.
+
+    Numbered folders (flowers102, the synthetic set) get their names from that label map
+    (:func:`load_label_names`); folders that are already names (``ants``, ``bees``) stay.
+
+    >>> readable_class_names("data/flowers102", ["1", "10"])  # doctest: +SKIP
+    ['pink primrose', 'globe thistle']
+    """
+    label_map = Path(data_dir) / LABEL_MAP_NAME
+    if label_map.is_file():
+        return load_label_names(label_map, classes)
+    return list(classes)
 
 
 # --------------------------------------------------------------------------- transforms

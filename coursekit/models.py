@@ -17,6 +17,7 @@ This module imports only ``coursekit.config``.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "pretrained",
     "head_name",
     "replace_head",
+    "without_head",
     "freeze",
     "unfreeze",
     "count_parameters",
@@ -634,6 +636,21 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
     parent_name, _, attribute = name.rpartition(".")
     setattr(model.get_submodule(parent_name), attribute, new)
     return new
+
+
+def without_head(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` that outputs features: its classifier head becomes ``nn.Identity``.
+
+    The copy is deep (no shared parameters), so ``model`` keeps its head and weights. This
+    is the frozen backbone whose features a new head learns from (lesson 05).
+
+    >>> backbone = without_head(resnet18())
+    >>> backbone(torch.zeros(1, 3, 64, 64)).shape
+    torch.Size([1, 512])
+    """
+    backbone = copy.deepcopy(model)
+    backbone.set_submodule(head_name(backbone), nn.Identity())
+    return backbone
 
 
 def _is_under(parameter_name: str, prefix: str) -> bool:

@@ -27,7 +27,7 @@ import io
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,8 @@ class History:
     seconds: list[float] = field(default_factory=list)
     best_acc: float = 0.0
     best_epoch: int = 0
+    #: True when Ctrl-C stopped :func:`fit` before all its epochs were done.
+    interrupted: bool = False
 
     @property
     def epochs_done(self) -> int:
@@ -348,6 +350,7 @@ def fit(
             if plot is not None:
                 plot.update(history)
     except KeyboardInterrupt:
+        history.interrupted = True
         print(_interrupt_message(epoch, epochs, history, checkpoint_path))
     finally:
         epoch_bar.close()
@@ -656,6 +659,64 @@ def _load_optimizer_state(
         ) from None
 
 
+def load_or_train(
+    checkpoint_path: str | os.PathLike[str],
+    model: nn.Module,
+    train: Callable[[], History],
+    *,
+    metadata: Mapping[str, Any],
+) -> History:
+    """Reuse the model saved at ``checkpoint_path`` if it was made the same way, else train it.
+
+    "The same way" means: the checkpoint's metadata has the values of ``metadata`` (say
+    arch, class names, image size, epochs), its weights fit ``model`` and it holds a
+    history. Otherwise (no file, another recipe, an unreadable file) ``train()`` trains
+    ``model`` and its weights, history and ``metadata`` are saved to ``checkpoint_path``.
+    Returns the training history, the stored one when the model is reused. A training
+    stopped with Ctrl-C is not saved, so the next run trains again instead of reusing it.
+
+    >>> history = load_or_train("runs/head.pt", model, train_head,
+    ...                         metadata={"arch": "resnet18", "epochs": 3})  # doctest: +SKIP
+    Reusing the model saved in runs/head.pt (it was made the same way).
+    """
+    path = Path(checkpoint_path)
+    state, why_not = _reusable_checkpoint(path, model, metadata)
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        print(f"Reusing the model saved in {path} (it was made the same way).")
+        return History.from_dict(state["history"])
+    print(f"Training, because {why_not}.")
+    history = train()
+    if history.interrupted:
+        print(f"Training was interrupted, so nothing was saved in {path}: run this again to train.")
+        return history
+    save_checkpoint(
+        path, model=model, epoch=history.epochs_done, history=history, metadata=metadata
+    )
+    print(f"Saved the trained model in {path}: running this again reuses it.")
+    return history
+
+
+def _reusable_checkpoint(
+    path: Path, model: nn.Module, metadata: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint at ``path`` if ``model`` can reuse it, else None and the reason why."""
+    try:
+        state = load_checkpoint(path, expected=metadata)
+    except FileNotFoundError:
+        return None, f"no model is saved in {path} yet"
+    except CheckpointMismatchError:
+        return None, f"the model saved in {path} was made another way"
+    except CheckpointError:
+        return None, f"the file {path} cannot be read"
+    # Checked before loading: a failed load_state_dict would leave some layers overwritten.
+    if _state_dict_differences(state["model_state"], model.state_dict()):
+        return None, f"the model saved in {path} does not fit this model"
+    if state["history"] is None:
+        return None, f"the checkpoint {path} holds no training history"
+    return state, ""
+
+
 # --------------------------------------------------------------------------- random states
 
 
@@ -798,3 +859,50 @@ def feature_loaders(
         ),
         "valid": DataLoader(valid_features, batch_size=batch_size, shuffle=False),
     }
+
+
+def fit_on_features(
+    backbone: nn.Module,
+    head: nn.Module,
+    loaders: Mapping[str, Batches],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    batch_size: int | None = None,
+    device: DeviceLike | None = None,
+    seed: int = 0,
+    **fit_kwargs: Any,
+) -> History:
+    """Train only ``head`` on the features of a frozen ``backbone``, computed once.
+
+    Lesson 05's recipe in one call: :func:`extract_features` runs ``backbone`` once over
+    ``loaders["train"]`` and ``loaders["valid"]`` (give it loaders without random
+    augmentation), :func:`feature_loaders` serves the features in batches of ``batch_size``
+    (default: the train loader's) shuffled with ``seed``, and :func:`fit` trains ``head``
+    on them. ``optimizer`` must hold the head's parameters; ``fit_kwargs`` (scheduler,
+    checkpoint_path, metadata, progress...) are passed on to ``fit``.
+
+    >>> backbone = coursekit.without_head(model)  # doctest: +SKIP
+    >>> history = fit_on_features(backbone, head, loaders, nn.CrossEntropyLoss(), optimizer,
+    ...                           epochs=5)  # doctest: +SKIP
+    """
+    # Checked first, so that a wrong argument fails before the slow feature extraction.
+    _check_fit_arguments(loaders, optimizer, fit_kwargs.get("scheduler"), epochs)
+    if batch_size is None:
+        batch_size = _batch_size_of(loaders["train"])
+    device = pick_device("auto") if device is None else torch.device(device)
+    train_features = extract_features(backbone, loaders["train"], device)
+    valid_features = extract_features(backbone, loaders["valid"], device)
+    cached = feature_loaders(train_features, valid_features, batch_size, seed=seed)
+    return fit(head, cached, criterion, optimizer, epochs=epochs, device=device, **fit_kwargs)
+
+
+def _batch_size_of(loader: Batches) -> int:
+    batch_size = getattr(loader, "batch_size", None)
+    if batch_size is None:
+        raise ValueError(
+            'fit_on_features cannot tell the batch size of loaders["train"] (it is not a '
+            "DataLoader with a batch_size). Pass it, e.g. batch_size=settings.batch_size."
+        )
+    return int(batch_size)

@@ -259,10 +259,13 @@ def show_misclassified(
     std: Stats = IMAGENET_STD,
     ncols: int = 4,
     max_images: int = 16,
+    title: str | None = None,
 ) -> Figure:
     """A gallery of the wrong predictions only, titled ``pred (true)`` in red.
 
-    Shows at most ``max_images``; when nothing is wrong the figure says so.
+    Shows at most ``max_images``; when nothing is wrong the figure says so. The figure's
+    title defaults to "Misclassified: <wrong> of <images> (showing <shown>)"; pass ``title``
+    when the images are already a selection, e.g. "8 most confident of 23 mistakes".
 
     >>> fig = show_misclassified(images, labels, preds, train_ds.classes)  # doctest: +SKIP
     """
@@ -279,7 +282,7 @@ def show_misclassified(
         [pred_list[i] for i in shown],
         class_names,
         ncols,
-        title=f"Misclassified: {len(wrong)} of {len(images)} (showing {len(shown)})",
+        title=title or f"Misclassified: {len(wrong)} of {len(images)} (showing {len(shown)})",
     )
 
 

@@ -24,15 +24,16 @@ from coursekit.data import (
     build_datasets,
     class_counts,
     compute_mean_std,
+    dataset_status,
     eval_transforms,
     find_classes,
-    dataset_status,
     find_dataset,
     is_hidden,
     load_image,
     load_label_names,
     make_loaders,
     normalization_of,
+    readable_class_names,
     split_samples,
     to_rgb,
     train_transforms,
@@ -393,6 +394,19 @@ def test_label_names_keep_folder_names_for_missing_classes(tmp_path, capsys):
     assert load_label_names(label_map, ["1", "7"]) == ["rose", "7"]
     warning = capsys.readouterr().out
     assert warning.count("\n") == 1 and "7" in warning and str(label_map) in warning
+
+
+def test_readable_class_names_come_from_the_label_map_next_to_the_splits(tmp_path):
+    (tmp_path / "cat_to_name.json").write_text(
+        json.dumps({"1": "rose", "2": "tulip", "10": "daisy"})
+    )
+    assert readable_class_names(tmp_path, ["1", "10", "2"]) == ["rose", "daisy", "tulip"]
+
+
+def test_readable_class_names_are_the_folder_names_without_a_label_map(tmp_path):
+    classes = ("ants", "bees")
+    (tmp_path / "names.json").write_text(json.dumps({"ants": "not this file"}))
+    assert readable_class_names(tmp_path, classes) == ["ants", "bees"]
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]"])

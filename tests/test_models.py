@@ -39,6 +39,7 @@ from coursekit.models import (
     unfreeze,
     weights_cached,
     weights_path,
+    without_head,
 )
 
 META = torch.device("meta")  # shapes without memory: fast for counting and key checks
@@ -280,6 +281,37 @@ def test_replace_head_keeps_dtype_and_rejects_zero_classes():
 def test_head_name_explains_a_model_without_linear_layer():
     with pytest.raises(ValueError, match="no nn.Linear"):
         head_name(nn.Sequential(nn.Conv2d(3, 2, 1)))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: models.resnet18(num_classes=5),
+        lambda: make_vgg("A", num_classes=5, hidden_features=8),
+    ],
+    ids=["resnet18", "vgg11"],
+)
+def test_without_head_outputs_what_the_head_would_see_and_leaves_the_model_alone(build):
+    model = build().eval()
+    head = model.get_submodule(head_name(model))
+    state_before = {key: value.clone() for key, value in model.state_dict().items()}
+    seen_by_head = []
+    head.register_forward_hook(lambda module, inputs, output: seen_by_head.append(inputs[0]))
+    images = torch.rand(2, 3, 32, 32)
+
+    backbone = without_head(model).eval()
+    with torch.no_grad():
+        features, logits = backbone(images), model(images)
+
+    assert features.shape == (2, head.in_features) and logits.shape == (2, 5)
+    torch.testing.assert_close(features, seen_by_head[-1])
+    assert model.get_submodule(head_name(model)) is head
+    assert isinstance(backbone.get_submodule(head_name(model)), nn.Identity)
+    with torch.no_grad():  # an in-place change to the copy must not reach the original
+        for parameter in backbone.parameters():
+            parameter.add_(1.0)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state_before[key]), key
 
 
 # --- freezing and parameter groups ------------------------------------------------------

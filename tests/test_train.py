@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import types
 from pathlib import Path
@@ -24,8 +25,10 @@ from coursekit.train import (
     extract_features,
     feature_loaders,
     fit,
+    fit_on_features,
     last_checkpoint_path,
     load_checkpoint,
+    load_or_train,
     save_checkpoint,
     train_one_epoch,
 )
@@ -415,7 +418,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_checkpoint(tmp_path, capsys):
     path = tmp_path / "best.pt"
     history = quiet_fit(tiny_model(), loaders=loaders, epochs=5, checkpoint_path=path)
 
-    assert history.epochs_done == 1 and history.best_epoch == 1
+    assert history.epochs_done == 1 and history.best_epoch == 1 and history.interrupted
     assert load_checkpoint(path)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.last.pt", "best.pt"]
     out = capsys.readouterr().out.strip()
@@ -501,6 +504,88 @@ def test_a_bare_state_dict_is_not_mistaken_for_a_checkpoint(tmp_path):
     torch.save(tiny_model().state_dict(), path)
     with pytest.raises(CheckpointError, match="not a coursekit checkpoint"):
         load_checkpoint(path, tiny_model())
+
+
+# --------------------------------------------------------------------------- reuse or train
+
+RECIPE = {"arch": "tiny", "class_names": ["a", "b", "c"], "epochs": 2}
+
+
+def must_not_train() -> History:
+    raise AssertionError("trained although a model made the same way was saved")
+
+
+def test_load_or_train_trains_and_saves_once_then_reuses(tmp_path, capsys):
+    path = tmp_path / "head.pt"
+    model = tiny_model(seed=0)
+    history = load_or_train(path, model, lambda: quiet_fit(model), metadata=RECIPE)
+    assert history.epochs_done == 2 and "Saved the trained model" in capsys.readouterr().out
+
+    fresh = tiny_model(seed=1)
+    reused = load_or_train(path, fresh, must_not_train, metadata=RECIPE)
+
+    assert reused == history
+    torch.testing.assert_close(fresh.state_dict(), model.state_dict())
+    assert "Reusing the model saved in" in capsys.readouterr().out
+
+
+def test_load_or_train_does_not_save_an_interrupted_training(tmp_path, capsys):
+    path = tmp_path / "head.pt"
+    model = tiny_model(seed=0)
+    loaders = tiny_loaders()
+    loaders["train"] = InterruptingLoader(list(loaders["train"]), stop_epoch=2, stop_batch=0)
+
+    history = load_or_train(
+        path, model, lambda: quiet_fit(model, loaders=loaders), metadata=RECIPE
+    )
+
+    assert history.interrupted and not path.exists()
+    assert "nothing was saved" in capsys.readouterr().out
+    trained = load_or_train(path, model, lambda: quiet_fit(model), metadata=RECIPE)
+    assert not trained.interrupted and path.exists()
+
+
+def other_class_count() -> nn.Module:
+    torch.manual_seed(0)  # same layer names as tiny_model, a head with 5 outputs
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.0), nn.Linear(16, 5)
+    )
+
+
+@pytest.mark.parametrize(
+    ("stale", "reason"),
+    [
+        ("other recipe", "made another way"),
+        ("other model", "does not fit this model"),
+        ("no history", "holds no training history"),
+        ("corrupt file", "cannot be read"),
+    ],
+)
+def test_load_or_train_trains_again_when_the_saved_model_cannot_be_reused(
+    tmp_path, capsys, stale, reason
+):
+    path = tmp_path / "head.pt"
+    if stale == "corrupt file":
+        path.write_bytes(b"half a checkpoint")
+    else:
+        saved_model = other_class_count() if stale == "other model" else tiny_model(seed=3)
+        metadata = {**RECIPE, "epochs": 1} if stale == "other recipe" else RECIPE
+        history = None if stale == "no history" else History()
+        save_checkpoint(path, model=saved_model, epoch=1, history=history, metadata=metadata)
+    model = tiny_model(seed=0)
+    untouched = copy.deepcopy(model.state_dict())
+
+    def train_model() -> History:
+        # Nothing of the stale checkpoint may have been loaded before training starts.
+        torch.testing.assert_close(model.state_dict(), untouched)
+        return quiet_fit(model)
+
+    history = load_or_train(path, model, train_model, metadata=RECIPE)
+
+    assert reason in capsys.readouterr().out
+    state = load_checkpoint(path, expected=RECIPE)
+    assert state["history"] == history.to_dict() and state["epoch"] == history.epochs_done == 2
+    torch.testing.assert_close(state["model_state"], model.state_dict())
 
 
 # --------------------------------------------------------------------------- live plot
@@ -589,3 +674,48 @@ def test_feature_loaders_shuffle_train_reproducibly_and_keep_valid_order():
     )
     assert torch.equal(train_a, train_b) and not torch.equal(train_a, train_c)
     assert torch.equal(valid_a, data.tensors[0])
+
+
+def test_fit_on_features_trains_only_the_head_exactly_like_the_manual_recipe():
+    backbone = tiny_backbone()
+    loaders = {"train": image_loader(14, seed=1), "valid": image_loader(7, seed=2)}
+    backbone_before = copy.deepcopy(backbone.state_dict())
+    torch.manual_seed(0)
+    head = nn.Linear(16, N_CLASSES)
+    manual_head = copy.deepcopy(head)
+    head_before = copy.deepcopy(head.state_dict())
+
+    def sgd(module: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(module.parameters(), lr=0.1)
+
+    history = fit_on_features(
+        backbone, head, loaders, nn.CrossEntropyLoss(), sgd(head),
+        epochs=3, device="cpu", seed=5, progress=False,
+    )  # fmt: skip
+
+    # The manual sequence, with the train loader's batch size (5) and the same seed.
+    train_features = extract_features(backbone, loaders["train"], "cpu")
+    valid_features = extract_features(backbone, loaders["valid"], "cpu")
+    manual = fit(
+        manual_head,
+        feature_loaders(train_features, valid_features, batch_size=5, seed=5),
+        nn.CrossEntropyLoss(),
+        sgd(manual_head),
+        epochs=3,
+        device="cpu",
+        progress=False,
+    )
+    assert history.epochs_done == 3 and without_times(history) == without_times(manual)
+    torch.testing.assert_close(head.state_dict(), manual_head.state_dict())
+    assert not torch.equal(head.weight, head_before["weight"])
+    torch.testing.assert_close(backbone.state_dict(), backbone_before)
+
+
+def test_fit_on_features_asks_for_a_batch_size_it_cannot_read():
+    batches = [next(iter(image_loader(5, seed=1)))]  # a plain list of batches has no batch_size
+    head = nn.Linear(16, N_CLASSES)
+    with pytest.raises(ValueError, match="batch_size=settings.batch_size"):
+        fit_on_features(
+            tiny_backbone(), head, {"train": batches, "valid": batches}, nn.CrossEntropyLoss(),
+            torch.optim.SGD(head.parameters(), lr=0.1), epochs=1, device="cpu", progress=False,
+        )  # fmt: skip

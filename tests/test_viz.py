@@ -232,6 +232,16 @@ def test_show_misclassified_shows_only_wrong_ones(figures):
     np.testing.assert_allclose(fig.axes[1].images[0].get_array(), images[3].permute(1, 2, 0))
 
 
+def test_show_misclassified_takes_a_title_for_a_selection_of_mistakes(figures):
+    title = "2 most confident of 7 mistakes"
+    fig = viz.show_misclassified(
+        torch.rand(2, 3, 6, 6), [0, 1], [1, 0], ["a", "b"], mean=None, std=None, title=title
+    )
+    figures(fig)
+    assert fig.get_suptitle() == title
+    assert titles(fig) == ["b (a)", "a (b)"]
+
+
 def test_show_misclassified_says_so_when_all_are_right(figures):
     fig = viz.show_misclassified(torch.rand(2, 3, 6, 6), [0, 1], [0, 1], ["a", "b"])
     figures(fig)
