@@ -36,7 +36,7 @@ lab: data  ## set up .venv, the default data, and open JupyterLab on the lessons
 
 test: $(VENV)/.installed-dev  ## unit tests + every notebook under nbval, in smoke mode
 	COURSE_MODE=smoke $(PY) -m data_scripts synthetic
-	COURSE_MODE=smoke COURSE_STRICT_WARNINGS=1 COURSE_RUNS_DIR=$(TEST_RUNS) $(PY) -m pytest tests notebooks \
+	COURSE_MODE=smoke COURSE_STRICT_WARNINGS=1 COURSE_RUNS_DIR=$(TEST_RUNS) $(PY) -m pytest tests notebooks --ignore=tests/e2e \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 --durations=15
 
 unit: $(VENV)/.installed-dev  ## unit tests only (fast)
@@ -49,6 +49,15 @@ notebooks: $(VENV)/.installed-dev  ## notebooks only, under nbval in smoke mode
 
 lint: $(VENV)/.installed-dev  ## ruff over the package, scripts, tests and notebooks
 	$(BIN)/ruff check coursekit data_scripts tests bench notebooks
+
+$(VENV)/.installed-e2e: pyproject.toml $(VENV)/.installed-dev
+	$(PIP) install -e ".[dev,e2e]"
+	@touch $@
+
+e2e: $(VENV)/.installed-e2e  ## opt-in: run a training lesson in JupyterLab in headless Chromium
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium) \
+		|| echo "chromium could not be installed here: the browser test will say so and skip"
+	COURSE_E2E=1 $(PY) -m pytest tests/e2e
 
 bench: $(VENV)/.installed-dev  ## performance scripts (not part of make test); writes bench/results.md
 	$(PY) -m bench.run_all

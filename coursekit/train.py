@@ -431,7 +431,8 @@ def _interrupt_message(
         return f"{stopped} No checkpoint was written."
     return (
         f"{stopped} Best checkpoint (epoch {history.best_epoch}, valid acc "
-        f"{history.best_acc:.4f}) kept at {checkpoint_path}."
+        f"{history.best_acc:.4f}) kept at {checkpoint_path}. To continue, run fit again "
+        f"with resume_from='{last_checkpoint_path(checkpoint_path)}'."
     )
 
 
@@ -608,10 +609,10 @@ def _check_expected(path: Path, metadata: Mapping[str, Any], expected: Mapping[s
 
 
 def _load_model_state(path: Path, model: nn.Module, state: Mapping[str, Any]) -> None:
-    try:
-        model.load_state_dict(state["model_state"])
-    except RuntimeError as err:
-        details = _state_dict_differences(state["model_state"], model.state_dict()) or str(err)
+    # load_state_dict copies every tensor that fits BEFORE it reports the ones that do not,
+    # so compare first: a refused checkpoint must leave the learner's model untouched.
+    details = _state_dict_differences(state["model_state"], model.state_dict())
+    if details:
         meta = state["metadata"]
         trained_as = ", ".join(f"{k}={meta[k]!r}" for k in ("arch", "num_classes") if k in meta)
         raise CheckpointMismatchError(
@@ -619,7 +620,8 @@ def _load_model_state(path: Path, model: nn.Module, state: Mapping[str, Any]) ->
             f"trained with another num_classes or architecture"
             f"{f' ({trained_as})' if trained_as else ''}: build the model the same way, "
             "or load the checkpoint that belongs to this model."
-        ) from None  # the message above says what torch's long one says
+        )
+    model.load_state_dict(state["model_state"])
 
 
 def _state_dict_differences(

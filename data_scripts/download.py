@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import os
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -230,24 +232,44 @@ def _total_from_content_range(value: str | None) -> int | None:
     return int(match.group(2)) if match and match.group(2) != "*" else None
 
 
+#: What zipfile, tarfile and gzip raise for an archive that is cut short or damaged.
+_DAMAGED_ARCHIVE_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    gzip.BadGzipFile,
+    EOFError,
+    zlib.error,
+)
+
+
 def extract_archive(archive: Path, destination: Path) -> None:
     """Extract a zip or tar archive into ``destination``, refusing unsafe members.
 
     A member whose path would land outside ``destination`` (``../x``, ``/etc/x``), and
     any link or device in a tar, stops the extraction before a single file is written.
+    A damaged or cut-short archive raises a DataScriptError saying so.
 
     >>> extract_archive(Path("hymenoptera_data.zip"), Path("scratch/extracted"))  # doctest: +SKIP
     """
     destination.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        _extract_zip(archive, destination)
-    elif tarfile.is_tarfile(archive):
-        _extract_tar(archive, destination)
-    else:
+    try:
+        if zipfile.is_zipfile(archive):
+            _extract_zip(archive, destination)
+        elif tarfile.is_tarfile(archive):
+            _extract_tar(archive, destination)
+        else:
+            raise DataScriptError(
+                f"{archive} is neither a zip nor a tar archive (.zip, .tar, .tgz, .tar.gz) that "
+                "can be read: it is damaged or incomplete (an interrupted download or copy), "
+                "or another kind of file. Fix: get the archive again, or pass the folder it "
+                "extracts to."
+            )
+    except _DAMAGED_ARCHIVE_ERRORS as error:
         raise DataScriptError(
-            f"{archive} is neither a zip nor a tar archive (.zip, .tar, .tgz, .tar.gz). "
-            "Fix: pass the dataset archive itself, or the folder it extracts to."
-        )
+            f"{archive} is damaged or incomplete ({type(error).__name__}: {error}), as an "
+            "interrupted download or copy leaves it. Fix: get the archive again. Nothing was "
+            "installed."
+        ) from error
 
 
 def _check_member_path(archive: Path, name: str, destination: Path) -> None:
