@@ -1,0 +1,156 @@
+"""Regression guards for the benchmarks: ratios with generous margins, never absolute times.
+
+The full measurements live in ``bench/`` (``make bench``). These run the same code on tiny
+sizes in seconds, so that a change which makes a helper lose its advantage over the plain
+loop it replaces (or makes the two stop doing the same work) fails ``make test``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import coursekit as ck
+from bench import cached_features
+from bench.batched_inference import inference_jobs
+from bench.common import (
+    TINY_SIZE,
+    interleaved,
+    median,
+    resnet18_classifier,
+    synthetic_data,
+    write_section,
+)
+from bench.plain_loops import plain_phase, plain_predict_one_by_one
+from bench.valid_peak_memory import autograd_saved_bytes
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Time on one intra-op thread: on a busy machine, a second thread that is not scheduled
+    makes every small operation wait for it, which swamps the ratios these tests check."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic ImageFolder set with 2 train and 1 valid image per class (12 classes)."""
+    return synthetic_data(tmp_path_factory.mktemp("bench"), train_per_class=2, valid_per_class=1)
+
+
+def tiny_valid_loader(n: int = 16, size: int = 32) -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 3, size, size, generator=generator)
+    labels = torch.randint(0, 12, (n,), generator=generator)
+    return DataLoader(TensorDataset(images, labels), batch_size=8)
+
+
+# --------------------------------------------------------------------------- 1. fit vs plain
+
+
+def test_coursekit_valid_phase_keeps_no_activations_for_backward_but_the_plain_loop_does():
+    model, criterion, loader = resnet18_classifier(), nn.CrossEntropyLoss(), tiny_valid_loader()
+    optimizer = torch.optim.Adam(model.parameters())
+
+    kept_by_coursekit = autograd_saved_bytes(lambda: ck.evaluate(model, loader, criterion, "cpu"))
+    kept_by_plain = autograd_saved_bytes(
+        lambda: plain_phase(model, loader, criterion, optimizer, "valid")
+    )
+
+    assert kept_by_coursekit == 0
+    # At least the 64-channel stem activations of a batch of 8 (8 * 64 * 16 * 16 floats).
+    assert kept_by_plain > 8 * 64 * 16 * 16 * 4
+
+
+def test_plain_valid_phase_measures_the_same_loss_and_accuracy_as_coursekit_evaluate():
+    # The benchmark compares equal work only if both loops compute the same numbers.
+    model, criterion, loader = resnet18_classifier(), nn.CrossEntropyLoss(), tiny_valid_loader()
+    optimizer = torch.optim.Adam(model.parameters())
+
+    plain_loss, plain_acc = plain_phase(model, loader, criterion, optimizer, "valid")
+    loss, acc = ck.evaluate(model, loader, criterion, "cpu")
+
+    assert plain_loss == pytest.approx(loss, rel=1e-4)
+    assert plain_acc == pytest.approx(acc)
+
+
+# --------------------------------------------------------------------------- 2. cached features
+
+
+def test_a_cached_feature_epoch_is_at_least_3x_faster_than_running_the_whole_network(
+    tiny_synthetic: Path,
+):
+    case = cached_features.Case(TINY_SIZE, train_per_class=2, valid_per_class=1, epochs=3)
+
+    result = cached_features.measure_case(case, tiny_synthetic, batch_size=8)
+
+    assert result.speedup("cpu") >= 3.0, result.later_epochs
+    assert len(result.valid_acc["plain"]) == len(result.valid_acc["cached"]) == case.epochs
+
+
+# --------------------------------------------------------------------------- 3. inference
+
+
+def rgb_folder(folder: Path, count: int = 10) -> Path:
+    """RGB images of varied sizes and colours (RGB, so both loops decode identical pixels)."""
+    generator = torch.Generator().manual_seed(0)
+    folder.mkdir()
+    for index in range(count):
+        side = 40 + 7 * index
+        pixels = torch.randint(0, 256, (side, side + 5, 3), dtype=torch.uint8, generator=generator)
+        Image.fromarray(pixels.numpy()).save(folder / f"img_{index}.png")
+    return folder
+
+
+def test_predict_folder_and_the_one_by_one_loop_predict_the_same_classes(tmp_path: Path):
+    model = resnet18_classifier().eval()
+    transform = ck.eval_transforms(TINY_SIZE.crop, TINY_SIZE.resize)
+    names = [str(index) for index in range(12)]
+    folder = rgb_folder(tmp_path / "photos")
+
+    batched = [p.label for p in ck.predict_folder(model, folder, transform, names)]
+    one_by_one = plain_predict_one_by_one(model, ck.image_files(folder), transform, names)
+
+    assert batched == one_by_one
+
+
+def test_batched_inference_on_a_folder_is_faster_than_one_image_at_a_time(tiny_synthetic: Path):
+    model = resnet18_classifier().eval()
+    jobs = inference_jobs(model, tiny_synthetic / "valid", TINY_SIZE, batch_size=12)
+    jobs["one_by_one"](), jobs["predict_folder"]()  # warm-up
+
+    runs = interleaved({k: jobs[k] for k in ("one_by_one", "predict_folder")}, repeats=3)
+
+    assert median(runs["predict_folder"].cpu) < median(runs["one_by_one"].cpu), runs
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def test_interleaved_runs_the_variants_in_turn():
+    calls: list[str] = []
+
+    interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
+
+    assert calls == ["a", "b", "a", "b"]
+
+
+def test_write_section_replaces_its_own_section_and_keeps_the_others(tmp_path: Path):
+    results = tmp_path / "results.md"
+    write_section("one", "first", results)
+    write_section("two", "second", results)
+
+    write_section("one", "first again", results)
+
+    text = results.read_text(encoding="utf-8")
+    assert "first again" in text and "second" in text
+    assert "first\n" not in text
+    assert text.index("first again") < text.index("second")
