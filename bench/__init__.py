@@ -1,6 +1,6 @@
 """Benchmarks: coursekit's helpers against the plain loops of the source material.
 
-Each script measures one claim in ONE run, interleaving the variants (A B A B ...) on the
+Each script measures one claim in ONE run, interleaving the variants (A B B A ...) on the
 same model, data and settings, and reports ratios, because absolute times on a shared
 machine mean little. ``make bench`` runs them all and writes ``bench/results.md``:
 

@@ -52,7 +52,6 @@ SPEEDUP_TARGET = 4.0
 BATCH_SIZE = 32
 DECODE_WORKERS = 2
 WORKERS_VARIANT = f"predict_folder, {DECODE_WORKERS} decode workers"
-WARM_UP_IMAGES = 4
 
 
 @dataclass(frozen=True)
@@ -112,19 +111,11 @@ def decoding_workers_supported() -> bool:
     return "num_workers" in inspect.signature(ck.predict_folder).parameters
 
 
-def warm_up(model: nn.Module, folder: Path, size: ImageSize) -> None:
-    """Run both code paths on a few images so that one-off costs stay out of the timing."""
-    transform = ck.eval_transforms(size.crop, size.resize)
-    names = [str(index) for index in range(model.fc.out_features)]
-    paths = ck.image_files(folder)[:WARM_UP_IMAGES]
-    plain_predict_one_by_one(model, paths, transform, names)
-    ck.predict_images(model, paths * (BATCH_SIZE // len(paths)), transform, names)
-
-
 def measure_case(case: Case, valid_dir: Path, repeats: int) -> CaseResult:
     model = resnet18_classifier(seed=0).eval()
-    warm_up(model, valid_dir, case.size)
-    runs = interleaved(inference_jobs(model, valid_dir, case.size), repeats)
+    jobs = inference_jobs(model, valid_dir, case.size)
+    interleaved(jobs, 1)  # warm-up: every batch shape, file cache and kernel prepared
+    runs = interleaved(jobs, repeats)
     return CaseResult(case, len(ck.image_files(valid_dir)), runs)
 
 

@@ -1,11 +1,11 @@
 """Plumbing shared by the benchmark scripts: settings, interleaved timing, data, results.
 
 Every script follows the same recipe: record the machine, build the same data and model
-for each variant, warm up, time the variants in turn (A B A B ...) so that a burst of load
+for each variant, warm up, time the variants in turn (A B B A ...) so that a burst of load
 from elsewhere hits all of them, and report medians and the ratio within the run:
 
-    >>> times = interleaved({"a": job_a, "b": job_b}, repeats=3)  # doctest: +SKIP
-    >>> ratio(times["a"], times["b"])  # doctest: +SKIP
+    >>> runs = interleaved({"a": job_a, "b": job_b}, repeats=3)  # doctest: +SKIP
+    >>> ratio(runs["a"].wall, runs["b"].wall)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ it, when, and on what machine. Each script can be run alone (`python -m bench.NA
 rewrites only its own section. Absolute times depend on the machine and on whatever else
 runs on it; the **ratios** within one run are the result. Method, for every section:
 
-* Variants run in turn, A B A B ..., in one process, after an untimed warm-up of each, on
+* Variants run in turn, A B B A A B ..., in one process, after an untimed warm-up of each, on
   the same data, model initialisation, batch size, transforms and loader settings. The
   tables give the median of the repeats and the ratio of medians.
 * The plain loops (`bench/plain_loops.py`) reproduce the costs of the source material:
@@ -182,10 +182,12 @@ class Runs:
 
 
 def interleaved(variants: Mapping[str, Callable[[], Any]], repeats: int) -> dict[str, Runs]:
-    """Run every variant once per round, in turn (A B A B ...); the seconds of each run.
+    """Run every variant once per round, in turn, A B then B A ...; the seconds of each run.
 
     Interleaving spreads slow phases of a shared machine over all variants, so the ratio
-    of medians stays meaningful even when the absolute times drift.
+    of medians stays meaningful even when the absolute times drift; reversing the order
+    every other round cancels whatever the previous variant leaves behind (caches,
+    allocator state) for the next one.
 
     >>> runs = interleaved({"noop": lambda: None}, repeats=2)
     >>> len(runs["noop"].wall), len(runs["noop"].cpu)
@@ -194,8 +196,9 @@ def interleaved(variants: Mapping[str, Callable[[], Any]], repeats: int) -> dict
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be at least 1.")
     runs = {name: Runs() for name in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
+    order = list(variants.items())
+    for round_number in range(repeats):
+        for name, run in order if round_number % 2 == 0 else reversed(order):
             wall, cpu = time.perf_counter(), time.process_time()
             run()
             runs[name].cpu.append(time.process_time() - cpu)
@@ -286,14 +289,33 @@ def resnet18_classifier(seed: int = 0) -> nn.Module:
 # --------------------------------------------------------------------------- results
 
 
+#: The benchmark scripts (``bench.<name>``), in the order run_all runs them.
+SCRIPTS = (
+    "fit_vs_plain",
+    "profile_loops",
+    "cached_features",
+    "batched_inference",
+    "notebook_times",
+)
+#: The order of the sections in results.md (the analysis is written by hand); others follow
+#: in the order they were added.
+SECTION_ORDER = (*SCRIPTS, "analysis")
+
+
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
+def _section_rank(section: str) -> int:
+    name = section.split(":", 2)[1]
+    return SECTION_ORDER.index(name) if name in SECTION_ORDER else len(SECTION_ORDER)
 
 
 def write_section(name: str, markdown: str, path: Path = RESULTS_PATH) -> Path:
     """Put ``markdown`` into ``path`` as section ``name``, replacing that section only.
 
-    The header is rewritten each time; other scripts' sections are kept as they are.
+    The header is rewritten each time; other sections are kept as they are, in
+    ``SECTION_ORDER``.
 
     >>> write_section("fit_vs_plain", "## 1. ...")  # doctest: +SKIP
     """
@@ -304,6 +326,7 @@ def write_section(name: str, markdown: str, path: Path = RESULTS_PATH) -> Path:
     replaced = [block if section.startswith(start) else section for section in sections]
     if block not in replaced:
         replaced.append(block)
+    replaced.sort(key=_section_rank)
     path.write_text(RESULTS_HEADER + "\n" + "\n\n".join(replaced) + "\n", encoding="utf-8")
     return path
 

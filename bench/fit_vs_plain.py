@@ -47,13 +47,15 @@ from bench.common import (
     synthetic_data,
     verdict,
 )
-from bench.plain_loops import PHASES, plain_loaders, plain_phase, plain_train_model
+from bench.plain_loops import plain_loaders, plain_phase, plain_train_model
 from bench.valid_peak_memory import VARIANTS, autograd_saved_bytes
 
 NAME = "fit_vs_plain"
 TITLE = "1. fit epoch vs the plain train_model loop"
 TIME_TARGET = 0.8
 MEMORY_TARGET = 0.7
+#: Fresh processes per variant for the peak-memory runs (peaks vary far less than times).
+MEMORY_REPEATS = 2
 
 
 @dataclass(frozen=True)
@@ -153,15 +155,6 @@ def contenders(train_ds: Dataset, valid_ds: Dataset, batch_size: int) -> dict[st
     return result
 
 
-def warm_up(contender: Contender, variant: str, criterion: nn.Module, batch_size: int) -> None:
-    """One epoch over one batch per split: allocator, oneDNN kernels and loaders warmed."""
-    train, valid = (first_batch(contender.loaders[phase].dataset, batch_size) for phase in PHASES)
-    warm = Contender(
-        contender.model, contender.optimizer, build_loaders(variant, train, valid, batch_size)
-    )
-    EPOCHS[variant](warm, criterion)
-
-
 def first_batch(dataset: Dataset, batch_size: int) -> Subset:
     """The first ``batch_size`` samples of ``dataset``, as a dataset."""
     return Subset(dataset, range(min(batch_size, len(dataset))))  # type: ignore[arg-type]
@@ -222,16 +215,20 @@ def measure_case(
     )
     criterion = nn.CrossEntropyLoss()
     sides = contenders(train_ds, valid_ds, batch_size)
-    for variant, contender in sides.items():
-        warm_up(contender, variant, criterion, batch_size)
 
     def jobs(kind: dict[str, Callable[[Contender, nn.Module], None]]) -> dict:
         return {v: (lambda v=v: kind[v](sides[v], criterion)) for v in sides}
 
+    # Warm-up: one untimed epoch of each, so that every batch shape (the last batch is
+    # smaller) has its kernels prepared before the clock runs.
+    interleaved(jobs(EPOCHS), 1)
     epochs = interleaved(jobs(EPOCHS), repeats)
-    valid_phases = interleaved(jobs(VALID_PHASES), repeats)
+    # The valid phase is short: more repeats for the same noise.
+    valid_phases = interleaved(jobs(VALID_PHASES), 2 * repeats - 1)
     saved = saved_by_autograd_mib(sides, criterion, batch_size)
-    runs, method = memory_runs(case, data_dir, batch_size, threads, max(1, repeats - 1))
+    runs, method = memory_runs(
+        case, data_dir, batch_size, threads, MEMORY_REPEATS if repeats > 1 else 1
+    )
     return CaseResult(
         case=case,
         train_images=len(train_ds),
@@ -305,16 +302,20 @@ def _memory_rows(results: Sequence[CaseResult]) -> list[str]:
 
 NOTES = """\
 How to read it. The train phase is the same work in both loops (forward, backward, Adam
-step on the same batches), and on a CPU it costs about three valid phases per image, so the
-epoch ratio can only move as far as the valid phase lets it: coursekit's valid phase skips
-autograd's graph and saved activations (`torch.inference_mode`), which is what the valid-only
-column and the memory table show. `zero_grad` per valid batch and `.item()` per batch cost
-nothing measurable on a CPU (no device to wait for); on a GPU the per-batch sync is what
-coursekit's on-device running sums avoid. Peak memory: each variant's valid phase runs in a
-fresh process after the same setup (dataset, loader, model), with the peak (`VmHWM`) reset
-just before it, so the train phase's allocations cannot hide it; the lifetime peak would
-otherwise include them. "Increase over setup" subtracts the resident memory at the start of
-the valid phase (Python, torch, the model). Checkpointing is off on both sides.
+step on the same batches) and is most of an epoch, so the epoch ratio can only move as far
+as the valid phase lets it; the last column is the best ratio coursekit could reach if its
+valid phase took no time at all, from the plain loop's own phase times. coursekit's valid
+phase runs under `torch.inference_mode`: no graph, no activations kept for a backward pass
+that never comes. On a CPU that saves some time and most of the valid phase's extra memory
+(the memory table); `zero_grad` per valid batch and `.item()` per batch cost next to nothing
+on a CPU (no device to wait for; on a GPU the per-batch sync is what coursekit's on-device
+running sums avoid). Single epochs vary by several percent between repeats even on a quiet
+machine, more than the difference the loop makes to a whole epoch: read the valid-phase
+column and the memory table for that difference. Peak memory: each variant's valid phase
+runs in a fresh process after the same setup (dataset, loader, model), with the peak
+(`VmHWM`) reset just before it, so the train phase's allocations cannot hide it. "Increase
+over setup" subtracts the resident memory at the start of the valid phase (Python, torch and
+the model, about the same in both). Checkpointing is off on both sides.
 """
 
 
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     cases = QUICK_CASES if args.quick else FULL_CASES
     batch_size = 16 if args.quick else 32
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as tmp:
         data_dir = synthetic_data(
             Path(tmp),

@@ -175,6 +175,7 @@ def plot(results: Sequence[NotebookResult]) -> Path:
     bars = axes.barh([r.path.stem for r in results], [r.seconds for r in results], color=colours)
     axes.bar_label(bars, fmt="%.0f s", fontsize=8)
     axes.invert_yaxis()
+    axes.margins(x=0.12)  # room for the labels at the end of the bars
     axes.set_xlabel("seconds in smoke mode (red: failed)")
     figure.tight_layout()
     path = BENCH_DIR / f"{NAME}.png"

@@ -14,15 +14,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import REPO_ROOT, base_parser
-
-SCRIPTS = (
-    "fit_vs_plain",
-    "profile_loops",
-    "cached_features",
-    "batched_inference",
-    "notebook_times",
-)
+from bench.common import REPO_ROOT, SCRIPTS, base_parser
 
 
 def script_command(script: str, passed: list[str], make_test: bool) -> list[str]:

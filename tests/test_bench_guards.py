@@ -135,12 +135,12 @@ def test_batched_inference_on_a_folder_is_faster_than_one_image_at_a_time(tiny_s
 # --------------------------------------------------------------------------- plumbing
 
 
-def test_interleaved_runs_the_variants_in_turn():
+def test_interleaved_runs_the_variants_in_turn_reversing_the_order_every_other_round():
     calls: list[str] = []
 
-    interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
+    interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3)
 
-    assert calls == ["a", "b", "a", "b"]
+    assert calls == ["a", "b", "b", "a", "a", "b"]
 
 
 def test_write_section_replaces_its_own_section_and_keeps_the_others(tmp_path: Path):
