@@ -87,6 +87,8 @@ class Settings:
     #: StepLR: decay the LR by ``lr_gamma`` every ``lr_step_size`` epochs.
     lr_step_size: int = 7
     lr_gamma: float = 0.1
+    #: StepLR of the shorter fine-tuning phase (its own optimizer, its own schedule).
+    fine_tune_lr_step_size: int = 2
     #: DataLoader worker processes; see ``default_num_workers``.
     num_workers: int = 0
     #: Inference timing: un-timed warm-up passes, then timed repeats.
@@ -118,6 +120,7 @@ class Settings:
             batch_size=8,
             epochs=1,
             fine_tune_epochs=1,
+            fine_tune_lr_step_size=1,
             train_per_class=4,
             valid_per_class=2,
             dataset="synthetic",
@@ -194,7 +197,15 @@ def get_settings(mode: str | None = None, **overrides: Any) -> Settings:
 
 
 def _validate(s: Settings) -> None:
-    positive = ("image_size", "resize_size", "batch_size", "epochs", "fine_tune_epochs")
+    positive = (
+        "image_size",
+        "resize_size",
+        "batch_size",
+        "epochs",
+        "fine_tune_epochs",
+        "lr_step_size",
+        "fine_tune_lr_step_size",
+    )
     for name in positive:
         if getattr(s, name) < 1:
             raise SettingsError(

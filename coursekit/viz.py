@@ -232,12 +232,14 @@ def show_predictions(
     mean: Stats = IMAGENET_MEAN,
     std: Stats = IMAGENET_STD,
     ncols: int = 4,
+    title: str | None = "pred (true): green = right, red = wrong",
 ) -> Figure:
     """Images titled ``pred (true)``: green when right, red when wrong.
 
     The model predicts in eval mode without gradients (dropout off, BatchNorm using its
     running statistics); every submodule's training flag is restored afterwards.
-    ``device`` is where the model is (default: where its parameters are).
+    ``device`` is where the model is (default: where its parameters are); ``title`` is the
+    figure's title (None for none).
 
     >>> images, labels = next(iter(loaders["valid"]))                      # doctest: +SKIP
     >>> fig = show_predictions(model, images, labels, train_ds.classes)     # doctest: +SKIP
@@ -247,7 +249,7 @@ def show_predictions(
     target = torch.device(device) if device is not None else _model_device(model)
     with _eval_mode(model), torch.no_grad():
         preds = model(images.to(target)).argmax(dim=1).cpu()
-    return _prediction_gallery(arrays, labels, preds, class_names, ncols)
+    return _prediction_gallery(arrays, labels, preds, class_names, ncols, title)
 
 
 def show_misclassified(
