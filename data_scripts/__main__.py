@@ -86,7 +86,10 @@ def _add_get(commands: argparse._SubParsersAction) -> None:
         "folder holding the official files) or a mirror URL instead of the official site",
     )
     parser.add_argument(
-        "--force", action="store_true", help="replace the dataset if it is already there"
+        "--force",
+        action="store_true",
+        help="replace the dataset if it is already there (and download again a --from URL "
+        "file that has no pinned checksum)",
     )
 
 

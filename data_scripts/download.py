@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import http.client
 import os
 import re
+import socket
 import sys
 import tarfile
 import time
@@ -25,6 +27,7 @@ from typing import IO
 from tqdm import tqdm
 
 from data_scripts.errors import ChecksumError, DataScriptError, DownloadError, UnsafeArchiveError
+from data_scripts.locks import try_lock
 
 CHUNK_BYTES = 1 << 20
 USER_AGENT = "course-data/0.1 (+python urllib)"
@@ -32,6 +35,13 @@ USER_AGENT = "course-data/0.1 (+python urllib)"
 RETRYABLE_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Failures of the connection itself (URLError covers DNS, refused and unreachable).
 NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
+#: A failed name lookup ("Name or service not known") almost always means "offline": it is
+#: tried once more (a passing hiccup), not with the full back-off.
+NAME_LOOKUP_ATTEMPTS = 2
+#: The advice for a local file with the wrong checksum.
+LOCAL_COPY_FIX = (
+    "Fix: copy or download that file again from a good source, or get it from another mirror."
+)
 
 
 @dataclass(frozen=True)
@@ -62,19 +72,18 @@ class Checksum:
         """
         return self.of(path) == self.hexdigest.lower()
 
-    def verify(self, path: Path, origin: str) -> None:
-        """Raise ``ChecksumError`` naming ``path``, ``origin`` and the fix on a mismatch.
+    def verify(self, path: Path, fix: str = LOCAL_COPY_FIX, *, shown_as: str = "") -> None:
+        """Raise ``ChecksumError`` naming the file (``shown_as``, else ``path``) and ``fix``.
 
-        >>> Checksum("md5", "0" * 32).verify(Path("x.zip"), "a USB stick")  # doctest: +SKIP
-        Traceback (most recent call last): ChecksumError: ...
+        >>> Checksum("md5", "0" * 32).verify(Path("/mnt/usb/x.zip"))  # doctest: +SKIP
+        Traceback (most recent call last): ChecksumError: /mnt/usb/x.zip is not the expected ...
         """
         actual = self.of(path)
         if actual != self.hexdigest.lower():
             raise ChecksumError(
-                f"{path.name} from {origin} is not the expected file: its {self.algorithm} is "
+                f"{shown_as or path} is not the expected file: its {self.algorithm} is "
                 f"{actual}, expected {self.hexdigest}. It is damaged, incomplete or a different "
-                "version. Fix: download it again (delete the file first if it is a local copy), "
-                "or get it from another mirror. Nothing was installed."
+                f"version. {fix} Nothing was installed."
             )
 
 
@@ -93,6 +102,7 @@ def download_file(
     checksum: Checksum | None = None,
     *,
     advice: str = "",
+    refresh_unverified: bool = False,
     attempts: int = 4,
     backoff_seconds: float = 1.0,
     timeout_seconds: float = 30.0,
@@ -100,25 +110,57 @@ def download_file(
 ) -> Path:
     """Download ``url`` to ``destination``, resuming a ``.part`` file, retrying, verifying.
 
-    ``destination`` appears only once the whole file is there and matches ``checksum``;
-    a file already there that matches is kept. ``advice`` ends the message of a failure.
+    ``destination`` appears only once the whole file is there and matches ``checksum``.
+    A file already there is kept if it matches; without a checksum to vouch for it, it is
+    kept (saying so) unless ``refresh_unverified``. ``advice`` ends the message of a failure.
 
     >>> download_file("https://example.org/a.zip", Path("a.zip"), progress=False)  # doctest: +SKIP
     PosixPath('a.zip')
     """
-    if destination.is_file() and (checksum is None or checksum.matches(destination)):
-        return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
-    part = partial_path(destination)
-    _fetch_with_retries(url, part, attempts, backoff_seconds, timeout_seconds, progress, advice)
+    lock = destination.with_name(destination.name + ".lock")
+    descriptor = try_lock(lock)
+    if descriptor is None:
+        raise DownloadError(
+            f"Another command is downloading {destination.name} into {destination.parent} "
+            "right now. Fix: wait until it has finished, then run this command again (it "
+            "will use that download)."
+        )
+    try:
+        if _reusable(destination, checksum, refresh_unverified):
+            return destination
+        part = partial_path(destination)
+        _fetch_with_retries(url, part, attempts, backoff_seconds, timeout_seconds, progress, advice)
+        if checksum is not None:
+            try:
+                checksum.verify(
+                    part,
+                    "It was deleted, so the next try downloads it afresh. Fix: run the command "
+                    "again; if this happens again, that server has another version of the file: "
+                    "get it from another mirror.",
+                    shown_as=f"The file downloaded from {url} (for {destination})",
+                )
+            except ChecksumError:
+                part.unlink()  # a wrong file must not be resumed from or mistaken for a good one
+                raise
+        os.replace(part, destination)
+        return destination
+    finally:
+        os.close(descriptor)
+
+
+def _reusable(destination: Path, checksum: Checksum | None, refresh_unverified: bool) -> bool:
+    if not destination.is_file():
+        return False
     if checksum is not None:
-        try:
-            checksum.verify(part, url)
-        except ChecksumError:
-            part.unlink()  # a wrong file must not be resumed from or mistaken for a good one
-            raise
-    os.replace(part, destination)
-    return destination
+        return checksum.matches(destination)
+    if refresh_unverified:
+        return False
+    print(
+        f"Using the earlier download {destination}: no checksum is known for it, so it is "
+        "not verified. Use --force to download it again."
+    )
+    return True
 
 
 def _fetch_with_retries(
@@ -143,19 +185,27 @@ def _fetch_with_retries(
             failure: Exception = error
         except NETWORK_ERRORS as error:
             failure = error
-        if attempt < attempts:
-            wait = backoff_seconds * 2 ** (attempt - 1)
-            print(
-                f"Download of {url} failed ({_reason(failure)}); retrying in {wait:.0f}s "
-                f"(attempt {attempt + 1} of {attempts}). What arrived so far is kept.",
-                file=sys.stderr,
-            )
-            time.sleep(wait)
+        allowed = min(attempts, NAME_LOOKUP_ATTEMPTS) if _is_name_lookup(failure) else attempts
+        if attempt >= allowed:
+            break
+        wait = backoff_seconds * 2 ** (attempt - 1)
+        print(
+            f"Download of {url} failed ({_reason(failure)}); retrying in {wait:.0f}s "
+            f"(attempt {attempt + 1} of {allowed}). What arrived so far is kept.",
+            file=sys.stderr,
+        )
+        time.sleep(wait)
+    tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
     raise DownloadError(
-        f"Could not download {url} after {attempts} attempts: {_reason(failure)}. "
+        f"Could not download {url} after {tries}: {_reason(failure)}. "
         "This computer seems to be offline, or the server cannot be reached from here. "
         f"{advice}".strip()
     ) from failure
+
+
+def _is_name_lookup(error: Exception) -> bool:
+    """True for a failed DNS lookup, which urllib wraps in a URLError."""
+    return isinstance(getattr(error, "reason", error), socket.gaierror)
 
 
 def _reason(error: Exception) -> str:
@@ -242,21 +292,22 @@ _DAMAGED_ARCHIVE_ERRORS = (
 )
 
 
-def extract_archive(archive: Path, destination: Path) -> None:
+def extract_archive(archive: Path, destination: Path, *, shown_as: str = "") -> None:
     """Extract a zip or tar archive into ``destination``, refusing unsafe members.
 
     A member whose path would land outside ``destination`` (``../x``, ``/etc/x``), and
-    any link or device in a tar, stops the extraction before a single file is written.
-    A damaged or cut-short archive raises a DataScriptError saying so.
+    any link or device in a tar, stops the extraction before a single file is written;
+    the message calls ``destination`` ``shown_as`` when given (a scratch folder's name
+    means nothing to a learner). A damaged or cut-short archive raises a DataScriptError.
 
     >>> extract_archive(Path("hymenoptera_data.zip"), Path("scratch/extracted"))  # doctest: +SKIP
     """
     destination.mkdir(parents=True, exist_ok=True)
     try:
         if zipfile.is_zipfile(archive):
-            _extract_zip(archive, destination)
+            _extract_zip(archive, destination, shown_as or str(destination))
         elif tarfile.is_tarfile(archive):
-            _extract_tar(archive, destination)
+            _extract_tar(archive, destination, shown_as or str(destination))
         else:
             raise DataScriptError(
                 f"{archive} is neither a zip nor a tar archive (.zip, .tar, .tgz, .tar.gz) that "
@@ -272,22 +323,22 @@ def extract_archive(archive: Path, destination: Path) -> None:
         ) from error
 
 
-def _check_member_path(archive: Path, name: str, destination: Path) -> None:
+def _check_member_path(archive: Path, name: str, destination: Path, shown_as: str) -> None:
     escapes = PurePosixPath(name).is_absolute() or re.match(r"^[A-Za-z]:|^[\\/]", name)
     root = destination.resolve()
     if escapes or not (root / name).resolve().is_relative_to(root):
         raise UnsafeArchiveError(
             f"Refusing to extract {archive}: its member {name!r} would be written outside "
-            f"{destination}. The archive is damaged or malicious; nothing was extracted. "
+            f"{shown_as}. The archive is damaged or malicious; nothing was extracted. "
             "Fix: get the archive again from the official source."
         )
 
 
-def _extract_zip(archive: Path, destination: Path) -> None:
+def _extract_zip(archive: Path, destination: Path, shown_as: str) -> None:
     with zipfile.ZipFile(archive) as bundle:
         members = bundle.infolist()
         for member in members:
-            _check_member_path(archive, member.filename, destination)
+            _check_member_path(archive, member.filename, destination, shown_as)
             if (member.external_attr >> 16) & 0o170000 == 0o120000:
                 raise UnsafeArchiveError(
                     f"Refusing to extract {archive}: its member {member.filename!r} is a "
@@ -296,16 +347,28 @@ def _extract_zip(archive: Path, destination: Path) -> None:
         bundle.extractall(destination, members)
 
 
-def _extract_tar(archive: Path, destination: Path) -> None:
+def _extract_tar(archive: Path, destination: Path, shown_as: str) -> None:
     with tarfile.open(archive) as bundle:
         members = bundle.getmembers()
         for member in members:
-            _check_member_path(archive, member.name, destination)
+            _check_member_path(archive, member.name, destination, shown_as)
             if not (member.isfile() or member.isdir()):
                 kind = "link" if member.issym() or member.islnk() else "special file"
                 raise UnsafeArchiveError(
                     f"Refusing to extract {archive}: its member {member.name!r} is a {kind}. "
                     "Dataset archives hold plain files only; nothing was extracted."
                 )
-        # The "data" filter re-checks every member while extracting (defence in depth).
-        bundle.extractall(destination, members, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            # The "data" filter re-checks every member while extracting (defence in depth).
+            bundle.extractall(destination, members, filter="data")
+        else:  # Python < 3.11.4: the checks above keep the files in; drop owners and modes
+            bundle.extractall(destination, [_plain_file(member) for member in members])
+
+
+def _plain_file(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A checked member without what the "data" filter drops: owner, setuid and write bits."""
+    plain = copy.copy(member)
+    plain.uid = plain.gid = -1  # chown(path, -1, -1) leaves the extracting user as owner
+    plain.uname = plain.gname = ""
+    plain.mode = 0o755 if member.isdir() else (member.mode & 0o755) | 0o600
+    return plain

@@ -22,6 +22,7 @@ from pathlib import Path
 # that `verify` counts exactly the files a lesson will load.
 from coursekit.config import get_settings
 from coursekit.data import IMAGE_EXTENSIONS, is_hidden
+from data_scripts.locks import is_held_elsewhere, try_lock
 
 #: The label map file next to the splits, as in the flowers102 lesson.
 LABEL_MAP_FILE = "cat_to_name.json"
@@ -72,12 +73,17 @@ def write_label_map(folder: Path, names: Sequence[str]) -> Path:
     return path
 
 
+#: Next to each scratch folder while its run is alive: the file its owner holds locked.
+SCRATCH_LOCK_SUFFIX = ".lock"
+
+
 @contextmanager
 def scratch_dir(parent: Path, label: str) -> Iterator[Path]:
-    """A hidden temporary folder in ``parent``, removed on exit whatever happens.
+    """A hidden temporary folder in ``parent`` with a unique name, removed on exit whatever happens.
 
     It lives next to the target so that ``publish`` is a rename on the same filesystem.
-    Leftovers of an earlier run that was killed (same ``label``) are removed first.
+    Leftovers of earlier runs that were killed (same ``label``) are removed first; the
+    folder of a run that is still going is recognised by its held lock and left alone.
 
     >>> with scratch_dir(Path(tmp), "synthetic") as scratch:  # doctest: +SKIP
     ...     scratch.name.startswith(".synthetic.tmp-")
@@ -85,34 +91,59 @@ def scratch_dir(parent: Path, label: str) -> Iterator[Path]:
     """
     parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{label}.tmp-"
-    for stale in parent.glob(prefix + "*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    _remove_abandoned_scratch(parent, prefix)
+    # The lock exists and is held before the folder does, so no other run can ever see
+    # the folder without its owner's lock.
+    handle, lock_name = tempfile.mkstemp(prefix=prefix, suffix=SCRATCH_LOCK_SUFFIX, dir=parent)
+    os.close(handle)
+    lock = Path(lock_name)
+    descriptor = try_lock(lock)
+    assert descriptor is not None, lock  # mkstemp's name is new: nobody else holds it
+    scratch = lock.with_name(lock.name.removesuffix(SCRATCH_LOCK_SUFFIX))
     try:
+        scratch.mkdir()
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        os.close(descriptor)
+        lock.unlink(missing_ok=True)
+
+
+def _remove_abandoned_scratch(parent: Path, prefix: str) -> None:
+    for folder in parent.glob(prefix + "*"):
+        if folder.name.endswith(SCRATCH_LOCK_SUFFIX):
+            continue
+        lock = folder.with_name(folder.name + SCRATCH_LOCK_SUFFIX)
+        if not is_held_elsewhere(lock):
+            shutil.rmtree(folder, ignore_errors=True)
+            lock.unlink(missing_ok=True)
 
 
 def publish(built: Path, target: Path) -> None:
     """Move the finished folder ``built`` to ``target``, replacing an old ``target`` whole.
 
     The old folder is renamed aside first and deleted last, so at no moment does a
-    mixture of old and new files sit at ``target``.
+    mixture of old and new files sit at ``target``. Old folders that a killed run left
+    renamed aside are deleted too.
 
     >>> publish(scratch / "synthetic", data_root / "synthetic")  # doctest: +SKIP
     """
-    if not target.exists():
+    if target.exists():
+        retired = target.with_name(f"{_retired_prefix(target)}{uuid.uuid4().hex[:8]}")
+        os.replace(target, retired)
+        try:
+            os.replace(built, target)
+        except OSError:
+            os.replace(retired, target)  # put the old, complete folder back
+            raise
+    else:
         os.replace(built, target)
-        return
-    retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(target, retired)
-    try:
-        os.replace(built, target)
-    except OSError:
-        os.replace(retired, target)  # put the old, complete folder back
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
+    for old in target.parent.glob(_retired_prefix(target) + "*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _retired_prefix(target: Path) -> str:
+    return f".{target.name}.old-"
 
 
 def copy_visible_tree(source: Path, destination: Path) -> None:

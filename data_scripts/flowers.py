@@ -19,7 +19,7 @@ import numpy as np
 
 from data_scripts.errors import DataScriptError, LayoutError
 from data_scripts.files import write_label_map
-from data_scripts.registry import flowers102_class_names
+from data_scripts.registry import FLOWERS102_CLASS_NAMES
 
 #: Official split ids behind each folder. The official "trnid" split has only 10 images
 #: per class, so train also takes the 6,149 "tstid" images: a large train and a small
@@ -70,7 +70,7 @@ def convert_flowers102(image_dir: Path, labels_mat: Path, setid_mat: Path, outpu
             destination = output / folder / str(label)
             destination.mkdir(parents=True, exist_ok=True)
             shutil.move(source, destination / source.name)
-    write_label_map(output, flowers102_class_names())
+    write_label_map(output, FLOWERS102_CLASS_NAMES)
     return output
 
 

@@ -36,6 +36,8 @@ class _Job:
     target: Path
     scratch: Path
     downloads: Path
+    #: Whether --force was given: downloads without a checksum are then fetched again.
+    force: bool
     progress: bool
 
 
@@ -67,7 +69,7 @@ def get_dataset(
     if target.exists() and not force:
         return _keep_existing(target, spec)
     with scratch_dir(root, name) as scratch:
-        job = _Job(spec, target, scratch, root / DOWNLOADS_FOLDER, progress)
+        job = _Job(spec, target, scratch, root / DOWNLOADS_FOLDER, force, progress)
         built = _build(job, source)
         check_layout(built, spec).raise_for_problems(
             _describe_source(source), spec, _untouched(target)
@@ -123,7 +125,8 @@ def _build(job: _Job, source: str | None) -> Path:
     if path.is_file():
         official = _official_file(job.spec, path.name)
         if official is not None:
-            official.checksum.verify(path, str(path.parent))
+            _refuse_a_lone_official_file(job.spec, path.name)
+            official.checksum.verify(path)
         return _from_archive(job, path)
     raise DataScriptError(
         f"--from {source}: no such file or folder. Fix: check the path "
@@ -166,11 +169,14 @@ def _from_url(job: _Job, url: str) -> Path:
         return _from_official_files(job, _download_official(job, base_url=url))
     file_name = PurePosixPath(urlparse(url).path).name or f"{job.spec.name}-download"
     official = _official_file(job.spec, file_name)
+    if official is not None:
+        _refuse_a_lone_official_file(job.spec, file_name)  # before a long download
     archive = download_file(
         url,
         job.downloads / file_name,
         official.checksum if official else None,
         advice=_offline_advice(job.spec),
+        refresh_unverified=job.force,
         progress=job.progress,
     )
     return _from_archive(job, archive)
@@ -178,30 +184,50 @@ def _from_url(job: _Job, url: str) -> Path:
 
 def _from_folder(job: _Job, folder: Path) -> Path:
     official = {file.name: folder / file.name for file in job.spec.files}
-    if official and all(path.is_file() for path in official.values()):
+    present = [name for name, path in official.items() if path.is_file()]
+    if official and len(present) == len(official):
         for file in job.spec.files:
-            file.checksum.verify(official[file.name], str(folder))
+            file.checksum.verify(official[file.name])
         return _from_official_files(job, official)
     found = locate_dataset_root(folder, job.spec)
     # Check before copying: a wrong folder fails fast and nothing is copied.
-    check_layout(found, job.spec).raise_for_problems(
-        f"The folder {folder}", job.spec, _untouched(job.target)
-    )
+    report = check_layout(found, job.spec)
+    if present and not report.ok:
+        missing = [file for file in job.spec.files if file.name not in present]
+        raise DataScriptError(
+            f"The folder {folder} holds {', '.join(present)} but not "
+            f"{', '.join(file.name for file in missing)}: {job.spec.name} is built from all "
+            "of its official files. Fix: put the missing ones next to the others (from "
+            f"{' '.join(file.url for file in missing)}), then run the same command again."
+        )
+    report.raise_for_problems(f"The folder {folder}", job.spec, _untouched(job.target))
     copy = job.scratch / job.spec.name
+    print(f"Copying {found} ...", flush=True)
     copy_visible_tree(found, copy)
     return copy
 
 
-def _from_archive(job: _Job, archive: Path) -> Path:
-    if _official_file(job.spec, archive.name) and len(job.spec.files) > 1:
-        names = ", ".join(file.name for file in job.spec.files)
+def _refuse_a_lone_official_file(spec: DatasetSpec, file_name: str) -> None:
+    if len(spec.files) > 1:
+        names = ", ".join(file.name for file in spec.files)
         raise DataScriptError(
-            f"{archive.name} alone is not enough for {job.spec.name}: the labels are in the "
-            f"other official files. Fix: pass the folder that holds {names} (--from FOLDER)."
+            f"{file_name} alone is not enough for {spec.name}: the labels are in the other "
+            f"official files. Fix: pass the folder that holds {names} (--from FOLDER), or "
+            "the URL of a mirror folder holding them, ending in / (--from URL/)."
         )
+
+
+def _from_archive(job: _Job, archive: Path) -> Path:
+    return locate_dataset_root(_extract(job, archive), job.spec)
+
+
+def _extract(job: _Job, archive: Path) -> Path:
+    """Extract ``archive`` into the scratch folder (announced: big archives take a while)."""
     extracted = job.scratch / "extracted"
-    extract_archive(archive, extracted)
-    return locate_dataset_root(extracted, job.spec)
+    print(f"Extracting {archive} ...", flush=True)
+    inside = f"the folder being built in the data folder {job.target.parent}"
+    extract_archive(archive, extracted, shown_as=inside)
+    return extracted
 
 
 def _from_official_files(job: _Job, files: dict[str, Path]) -> Path:
@@ -214,8 +240,8 @@ def _hymenoptera_from_official(job: _Job, files: dict[str, Path]) -> Path:
 
 
 def _flowers102_from_official(job: _Job, files: dict[str, Path]) -> Path:
-    extracted = job.scratch / "extracted"
-    extract_archive(files["102flowers.tgz"], extracted)
+    extracted = _extract(job, files["102flowers.tgz"])
+    print("Converting the images into train/ and valid/ class folders ...", flush=True)
     return convert_flowers102(
         extracted / "jpg",
         files["imagelabels.mat"],

@@ -101,10 +101,22 @@ def _check_arguments(source: Path, destination: Path, per_class: int, force: boo
             f"{source} has no class folders with images. Fix: give a dataset folder such as "
             "data/flowers102 (splits with class folders) or a folder of class folders."
         )
+    # --force replaces the destination whole: it must neither be nor hold the source.
+    if destination.resolve() == source.resolve():
+        raise DataScriptError(
+            f"{destination} is the source folder itself; the subset would replace the dataset "
+            "it samples from. Fix: choose a new folder, such as data/flowers102-mini."
+        )
     if destination.resolve().is_relative_to(source.resolve()):
         raise DataScriptError(
             f"{destination} is inside {source}; the subset would copy itself. "
             "Fix: choose a destination outside the source folder."
+        )
+    if source.resolve().is_relative_to(destination.resolve()):
+        raise DataScriptError(
+            f"{destination} contains the source folder {source}; replacing it would delete "
+            "the dataset (and everything next to it). Fix: choose a new folder for the "
+            "subset, such as data/flowers102-mini."
         )
     if destination.exists() and not force:
         raise DataScriptError(

@@ -91,21 +91,27 @@ def fetch_weights(
     >>> [p.name for p in fetch_weights(["resnet18"])]  # doctest: +SKIP
     ['resnet18-f37072fd.pth']
     """
-    return [download_weights(weights_url(name), progress=progress) for name in names]
+    return [download_weights(weights_url(name), name, progress=progress) for name in names]
 
 
-def download_weights(url: str, *, progress: bool = True) -> Path:
-    """Download one weights file into the cache with torch.hub, checking its hash prefix.
+def download_weights(url: str, name: str, *, progress: bool = True) -> Path:
+    """Download one weights file of model ``name`` into the cache, checking its hash prefix.
 
-    >>> download_weights("https://download.pytorch.org/models/resnet18-f37072fd.pth")  # doctest: +SKIP
+    A file already in the cache is kept if its hash matches its name, else fetched again.
+
+    >>> download_weights(weights_url("resnet18"), "resnet18")  # doctest: +SKIP
     PosixPath('/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth')
     """
     import torch.hub
 
     destination = checkpoint_dir() / file_name_of(url)
     if destination.is_file():
-        print(f"{destination.name} is already cached in {destination.parent}.")
-        return destination
+        wrong_hash = _hash_mismatch(destination)
+        if wrong_hash is None:
+            print(f"{destination.name} is already cached in {destination.parent}.")
+            return destination
+        print(f"{destination} is damaged: {wrong_hash}. Downloading it again.")
+        destination.unlink()
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(
@@ -116,7 +122,7 @@ def download_weights(url: str, *, progress: bool = True) -> Path:
             f"Could not download {url}: {getattr(error, 'reason', error)}. This computer seems to be "
             "offline, or the server cannot be reached from here. Fix: download that file on a "
             "computer with internet, put it in a folder and run "
-            "`python -m data_scripts weights NAME --from FOLDER`. Meanwhile smoke runs use "
+            f"`python -m data_scripts weights {name} --from FOLDER`. Meanwhile smoke runs use "
             "random weights; full runs of the transfer-learning lessons need the file."
         ) from error
     except RuntimeError as error:  # torch.hub's "invalid hash value"
@@ -156,20 +162,28 @@ def _install_one(folder: Path, file_name: str) -> Path:
             "keeping its name, from a computer that has it in its torch cache "
             "(~/.cache/torch/hub/checkpoints) or from the download URL."
         )
-    prefix = expected_hash_prefix(file_name)
-    if prefix is not None:
-        with source.open("rb") as stream:
-            digest = hashlib.file_digest(stream, "sha256").hexdigest()
-        if not digest.startswith(prefix):
-            raise ChecksumError(
-                f"{source} is damaged or not the real file: its SHA-256 starts with "
-                f"{digest[: len(prefix)]}, its name says {prefix}. Nothing was installed. "
-                "Fix: copy the file again from a good source."
-            )
+    wrong_hash = _hash_mismatch(source)
+    if wrong_hash is not None:
+        raise ChecksumError(
+            f"{source} is damaged or not the real file: {wrong_hash}. Nothing was installed. "
+            "Fix: copy the file again from a good source."
+        )
     destination = checkpoint_dir() / file_name
     copy_file_atomically(source, destination)
     print(f"Installed {file_name} into {destination.parent}.")
     return destination
+
+
+def _hash_mismatch(path: Path) -> str | None:
+    """How ``path``'s SHA-256 differs from the hash prefix in its name; None if it matches."""
+    prefix = expected_hash_prefix(path.name)
+    if prefix is None:
+        return None
+    with path.open("rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    if digest.startswith(prefix):
+        return None
+    return f"its SHA-256 starts with {digest[: len(prefix)]}, its name says {prefix}"
 
 
 def cached_weights() -> list[CachedWeights]:

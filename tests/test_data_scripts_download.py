@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import stat
 import tarfile
 import urllib.error
 import zipfile
@@ -17,8 +19,10 @@ from data_scripts_helpers import (
     tar_with_members,
 )
 
+import data_scripts.download as download
 from data_scripts.download import Checksum, download_file, extract_archive, partial_path
 from data_scripts.errors import ChecksumError, DataScriptError, DownloadError, UnsafeArchiveError
+from data_scripts.locks import try_lock
 
 PAYLOAD = os.urandom(200_000)
 GOOD = Checksum("sha256", hashlib.sha256(PAYLOAD).hexdigest())
@@ -115,14 +119,89 @@ def test_urlopen_failure_is_reported_as_offline(
         fetch("https://example.org/data.bin", tmp_path / "data.bin", attempts=2)
 
 
+def test_name_lookup_failure_is_offline_after_one_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+    waits: list[float] = []
+
+    def no_dns(host: str, *args: object, **kwargs: object) -> None:
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(download.time, "sleep", waits.append)
+    for variable in ("http_proxy", "HTTP_PROXY"):  # the lookup must be of the URL's host
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(DownloadError, match="after 2 attempts.*not known.*offline"):
+        download_file("http://mirror.invalid/data.bin", tmp_path / "data.bin", progress=False)
+    assert lookups == ["mirror.invalid"] * 2  # the default 4 attempts are not all spent
+    assert sum(waits) <= 1.0  # instead of 1 + 2 + 4 seconds
+
+
 def test_checksum_mismatch_removes_the_part_and_installs_nothing(tmp_path: Path) -> None:
     destination = tmp_path / "data.bin"
     wrong = Checksum("sha256", "0" * 64)
     with FileServer({"data.bin": PAYLOAD}) as server:
-        with pytest.raises(ChecksumError, match="data.bin.*sha256"):
+        with pytest.raises(ChecksumError, match="data.bin.*sha256") as caught:
             fetch(server.url("data.bin"), destination, wrong)
+    message = str(caught.value)
+    # The message names the URL and the file the learner knows, not the deleted .part.
+    assert server.url("data.bin") in message and str(destination) in message
+    assert ".part" not in message and "local copy" not in message
     assert not destination.exists()
     assert not partial_path(destination).exists()
+
+
+def test_local_copy_with_the_wrong_checksum_names_it_and_the_fix(tmp_path: Path) -> None:
+    copy = tmp_path / "usb stick" / "data.bin"
+    copy.parent.mkdir()
+    copy.write_bytes(b"not it")
+    with pytest.raises(ChecksumError, match="copy or download that file again") as caught:
+        GOOD.verify(copy)
+    assert str(caught.value).startswith(f"{copy} is not the expected file")
+
+
+def test_unverified_earlier_download_is_reused_with_a_note_and_refreshed_on_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    destination = tmp_path / "mirror-copy.zip"
+    destination.write_bytes(b"an old, maybe broken download")
+    with FileServer({"mirror-copy.zip": PAYLOAD}) as server:
+        fetch(server.url("mirror-copy.zip"), destination, checksum=None)
+        assert destination.read_bytes() == b"an old, maybe broken download"
+        assert "not verified" in capsys.readouterr().out
+        assert server.requests == []
+        fetch(server.url("mirror-copy.zip"), destination, checksum=None, refresh_unverified=True)
+    assert destination.read_bytes() == PAYLOAD
+
+
+def test_a_download_in_progress_elsewhere_is_not_touched(tmp_path: Path) -> None:
+    destination = tmp_path / "data.bin"
+    partial_path(destination).write_bytes(PAYLOAD[:1000])  # the other run's bytes so far
+    other_run = try_lock(destination.with_name("data.bin.lock"))
+    try:
+        with FileServer({"data.bin": PAYLOAD}) as server:
+            with pytest.raises(DownloadError, match="Another command is downloading data.bin"):
+                fetch(server.url("data.bin"), destination)
+        assert server.requests == []
+        assert partial_path(destination).read_bytes() == PAYLOAD[:1000]
+    finally:
+        os.close(other_run)
+    with FileServer({"data.bin": PAYLOAD}) as server:
+        assert fetch(server.url("data.bin"), destination).read_bytes() == PAYLOAD  # lock gone
+
+
+def test_progress_bar_is_drawn_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FileServer({"data.bin": PAYLOAD}) as server:
+        download_file(server.url("data.bin"), tmp_path / "data.bin", GOOD, progress=True)
+    captured = capsys.readouterr()
+    final_state = captured.err.split("\r")[-1]
+    assert final_state.startswith("data.bin: 100%")
+    assert "195k/195k" in final_state  # 200,000 bytes in KiB, as the total was known
+    assert captured.out == ""
 
 
 def test_existing_good_file_is_not_downloaded_again(tmp_path: Path) -> None:
@@ -204,6 +283,45 @@ def test_safe_tar_and_zip_are_extracted(tmp_path: Path) -> None:
         bundle.writestr("top/b.txt", "b")
     extract_archive(archive, tmp_path / "from_zip")
     assert (tmp_path / "from_zip" / "top" / "b.txt").read_text() == "b"
+
+
+@pytest.fixture
+def tarfile_without_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tarfile as in Python 3.11.0-3.11.3: no data_filter, and extractall takes no filter."""
+    trust_everything = tarfile.fully_trusted_filter  # what extractall then did
+    original = tarfile.TarFile.extractall
+
+    def extractall(
+        self: tarfile.TarFile, path: Path, members: list, *, numeric_owner: bool = False
+    ) -> None:
+        original(self, path, members, numeric_owner=numeric_owner, filter=trust_everything)
+
+    monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+
+
+@pytest.mark.usefixtures("tarfile_without_filters")
+def test_tar_is_extracted_without_the_data_filter_of_newer_pythons(tmp_path: Path) -> None:
+    setuid_file = tar_member("top/run.sh")
+    setuid_file.mode = 0o4777
+    setuid_file.uid, setuid_file.uname = 4321, "somebody"
+    archive = tar_with_members(tmp_path / "ok.tgz", [tar_member("top/a.txt"), setuid_file])
+    extract_archive(archive, tmp_path / "out")
+    extracted = tmp_path / "out" / "top" / "run.sh"
+    assert extracted.read_bytes() == b"x"
+    assert stat.S_IMODE(extracted.stat().st_mode) == 0o755  # no setuid, no world write
+    assert extracted.stat().st_uid == os.getuid()  # the archive's owner is not applied
+    evil = tar_with_members(tmp_path / "evil.tgz", [tar_member("../evil.txt")])
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(evil, tmp_path / "out2")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_escaping_member_message_uses_the_given_name_for_the_target(tmp_path: Path) -> None:
+    evil = tar_with_members(tmp_path / "evil.tgz", [tar_member("../evil.txt")])
+    with pytest.raises(UnsafeArchiveError, match="outside the data folder X\\. ") as caught:
+        extract_archive(evil, tmp_path / "scratch", shown_as="the data folder X")
+    assert str(tmp_path / "scratch") not in str(caught.value)
 
 
 def test_not_an_archive_is_a_clear_error(tmp_path: Path) -> None:

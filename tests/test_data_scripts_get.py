@@ -37,9 +37,16 @@ from data_scripts.errors import (
     LayoutError,
     UnsafeArchiveError,
 )
+from data_scripts.files import scratch_dir
 from data_scripts.get import get_dataset
 from data_scripts.layout import check_layout, count_images
-from data_scripts.registry import RemoteFile, dataset_spec
+from data_scripts.registry import (
+    FLOWERS102_CLASS_NAMES,
+    FLOWERS102_MD5,
+    FLOWERS102_URL_PREFIX,
+    RemoteFile,
+    dataset_spec,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -190,8 +197,11 @@ def test_zip_with_a_member_escaping_the_target_is_refused(root: Path, tmp_path: 
     archive = fake_hymenoptera_zip(tmp_path)
     with zipfile.ZipFile(archive, "a") as bundle:
         bundle.writestr("../evil.txt", "gotcha")
-    with pytest.raises(UnsafeArchiveError, match="evil"):
+    with pytest.raises(UnsafeArchiveError, match="evil") as caught:
         get_dataset("hymenoptera", root, str(archive))
+    # The message names the data folder, not a scratch folder that no longer exists.
+    assert f"outside the folder being built in the data folder {root}." in str(caught.value)
+    assert ".tmp-" not in str(caught.value)
     assert not list(tmp_path.rglob("evil.txt"))
     assert not (root / "hymenoptera").exists()
 
@@ -241,7 +251,8 @@ def test_download_with_the_wrong_checksum_installs_nothing(
         with pytest.raises(ChecksumError):
             get_dataset("hymenoptera", root, progress=False)
     assert not (root / "hymenoptera").exists()
-    assert list((root / ".downloads").iterdir()) == []  # no .part, no archive
+    # No .part, no archive: only the (empty) lock file that guarded the download.
+    assert [p.name for p in (root / ".downloads").iterdir()] == [f"{archive.name}.lock"]
 
 
 def test_mirror_url_of_an_archive(root: Path, tmp_path: Path) -> None:
@@ -249,6 +260,23 @@ def test_mirror_url_of_an_archive(root: Path, tmp_path: Path) -> None:
     with FileServer({archive.name: archive.read_bytes()}) as server:
         get_dataset("hymenoptera", root, server.url(archive.name), progress=False)
     assert count_images(root / "hymenoptera") == hymenoptera_layout()
+
+
+def test_mirror_url_without_a_checksum_is_fetched_again_with_force(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = fake_hymenoptera_zip(tmp_path, name="ants-bees-mirror.zip").read_bytes()
+    bigger = fake_hymenoptera_zip(tmp_path / "v2", name="ants-bees-mirror.zip", per_class=3)
+    with FileServer({"ants-bees-mirror.zip": small}) as server:
+        get_dataset("hymenoptera", root, server.url("ants-bees-mirror.zip"), progress=False)
+        server.files["ants-bees-mirror.zip"] = bigger.read_bytes()  # the mirror was fixed
+        capsys.readouterr()
+        get_dataset(
+            "hymenoptera", root, server.url("ants-bees-mirror.zip"), force=True, progress=False
+        )
+    assert count_images(root / "hymenoptera") == hymenoptera_layout(3)
+    assert len(server.requests) == 2
+    assert "not verified" not in capsys.readouterr().out
 
 
 def test_offline_message_says_what_failed_and_how_to_fix_it(
@@ -329,14 +357,75 @@ def test_flowers102_from_the_official_files_matches_torchvision(
     assert ours("valid") == theirs("val")
     assert ours("train") == theirs("train", "test")
     label_map = json.loads((target / "cat_to_name.json").read_text())
-    assert label_map == {str(i + 1): name for i, name in enumerate(Flowers102.classes)}
+    assert label_map == {str(i + 1): name for i, name in enumerate(FLOWERS102_CLASS_NAMES)}
     assert label_map["1"] == "pink primrose"
+
+
+def test_flowers102_names_and_files_equal_torchvisions() -> None:
+    from torchvision.datasets import Flowers102
+
+    if hasattr(Flowers102, "classes"):  # only recent torchvision versions list the names
+        assert FLOWERS102_CLASS_NAMES == tuple(Flowers102.classes)
+    assert len(FLOWERS102_CLASS_NAMES) == len(set(FLOWERS102_CLASS_NAMES)) == 102
+    assert FLOWERS102_URL_PREFIX == Flowers102._download_url_prefix
+    assert FLOWERS102_MD5 == dict(Flowers102._file_dict.values())
+    files = dataset_spec("flowers102").files
+    assert [file.url for file in files] == [FLOWERS102_URL_PREFIX + name for name in FLOWERS102_MD5]
+
+
+def test_flowers102_announces_its_long_steps(
+    root: Path,
+    flowers_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_fake_official_files(monkeypatch, "flowers102", flowers_files, UNREACHABLE_URL)
+    get_dataset("flowers102", root, str(flowers_files["setid.mat"].parent))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"Extracting {flowers_files['102flowers.tgz']} ..."
+    assert lines[1].startswith("Converting the images")
+    assert lines[2].startswith("flowers102 is ready")
+
+
+def test_flowers102_folder_with_some_official_files_names_the_missing_one(
+    root: Path, flowers_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_fake_official_files(monkeypatch, "flowers102", flowers_files, UNREACHABLE_URL)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    for name in ("102flowers.tgz", "imagelabels.mat"):
+        (usb / name).write_bytes(flowers_files[name].read_bytes())
+    with pytest.raises(DataScriptError) as caught:
+        get_dataset("flowers102", root, str(usb))
+    message = str(caught.value)
+    assert "holds 102flowers.tgz, imagelabels.mat but not setid.mat" in message
+    assert UNREACHABLE_URL + "setid.mat" in message
+    assert "split folder" not in message
+    assert not (root / "flowers102").exists()
+
+
+def test_flowers102_single_file_url_is_refused_before_downloading(
+    root: Path, flowers_files: dict[str, Path]
+) -> None:
+    with FileServer({"102flowers.tgz": flowers_files["102flowers.tgz"].read_bytes()}) as server:
+        with pytest.raises(DataScriptError, match="102flowers.tgz alone is not enough.*end"):
+            get_dataset("flowers102", root, server.url("102flowers.tgz"), progress=False)
+    assert server.requests == []
+    assert not (root / ".downloads").exists()
+
+
+def test_a_second_get_leaves_the_running_ones_scratch_alone(root: Path, tmp_path: Path) -> None:
+    with scratch_dir(root, "hymenoptera") as running:
+        (running / "extracted").mkdir()
+        get_dataset("hymenoptera", root, str(fake_hymenoptera_zip(tmp_path)))
+        assert (running / "extracted").is_dir()
+    assert count_images(root / "hymenoptera") == hymenoptera_layout()
 
 
 def test_flowers102_official_files_are_checksummed(
     root: Path, flowers_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    # With the real md5s pinned by torchvision, the fakes must be refused.
+    # With the real md5s pinned in the registry, the fakes must be refused.
     with pytest.raises(ChecksumError, match="md5"):
         get_dataset("flowers102", root, str(flowers_files["setid.mat"].parent))
     assert not (root / "flowers102").exists()

@@ -98,6 +98,19 @@ def test_bad_arguments_are_refused(
         make_subset(source, tmp_path / destination, per_class=per_class)
 
 
+@pytest.mark.parametrize("destination", [".", "source"], ids=["holds-the-source", "is-the-source"])
+def test_force_never_replaces_the_source_or_a_folder_holding_it(
+    source: Path, tmp_path: Path, destination: str
+) -> None:
+    (tmp_path / "other dataset").mkdir()
+    before = snapshot(tmp_path)
+    with pytest.raises(DataScriptError, match="the source folder") as caught:
+        make_subset(source, tmp_path / destination, per_class=1, force=True)
+    assert "Fix: choose a new folder" in str(caught.value)
+    assert snapshot(tmp_path) == before
+    assert (tmp_path / "other dataset").is_dir()
+
+
 def test_source_without_classes_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataScriptError, match="no class folders"):

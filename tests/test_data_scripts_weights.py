@@ -100,8 +100,8 @@ def test_download_into_the_cache_from_a_local_server() -> None:
     payload, prefix = fake_checkpoint()
     name = f"resnet18-{prefix}.pth"
     with FileServer({name: payload}) as server:
-        path = weights.download_weights(server.url(name), progress=False)
-        again = weights.download_weights(server.url(name), progress=False)
+        path = weights.download_weights(server.url(name), "resnet18", progress=False)
+        again = weights.download_weights(server.url(name), "resnet18", progress=False)
     assert path == again == weights.checkpoint_dir() / name
     assert path.read_bytes() == payload
     assert len(server.requests) == 1  # the second call used the cache
@@ -110,11 +110,33 @@ def test_download_into_the_cache_from_a_local_server() -> None:
 def test_damaged_download_is_not_kept() -> None:
     with FileServer({"resnet18-00000000.pth": b"damaged"}) as server:
         with pytest.raises(ChecksumError, match="damaged"):
-            weights.download_weights(server.url("resnet18-00000000.pth"), progress=False)
+            weights.download_weights(
+                server.url("resnet18-00000000.pth"), "resnet18", progress=False
+            )
     assert list(weights.checkpoint_dir().iterdir()) == []
 
 
-def test_offline_download_explains_the_from_option() -> None:
-    with pytest.raises(DownloadError, match="offline.*weights NAME --from FOLDER"):
-        weights.download_weights(UNREACHABLE_URL + "resnet18-f37072fd.pth", progress=False)
+def test_cached_file_with_the_wrong_hash_is_fetched_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    payload, prefix = fake_checkpoint()
+    name = f"resnet18-{prefix}.pth"
+    cached = weights.checkpoint_dir() / name
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(payload[:100])  # an interrupted copy, under the right name
+    with FileServer({name: payload}) as server:
+        path = weights.download_weights(server.url(name), "resnet18", progress=False)
+    assert path == cached and cached.read_bytes() == payload
+    assert len(server.requests) == 1
+    out = capsys.readouterr().out
+    assert f"{cached} is damaged" in out and f"its name says {prefix}" in out
+    assert "already cached" not in out
+
+
+def test_offline_download_names_the_model_in_the_from_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(weights, "weights_url", lambda name: UNREACHABLE_URL + "vgg16-397923af.pth")
+    with pytest.raises(DownloadError, match="offline.*`python -m data_scripts weights vgg16 --from"):
+        weights.fetch_weights(["vgg16"], progress=False)
     assert weights.cached_weights() == []

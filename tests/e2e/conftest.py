@@ -43,7 +43,8 @@ CHROMIUM_FLAGS = [
 #: Seconds JupyterLab may take to answer after it was started.
 SERVER_START_SECONDS = 120
 #: JupyterLab settings for a quiet, testable page: every cell stays in the DOM (no
-#: virtual scrolling), nothing is fetched from the internet, nothing is saved to disk.
+#: virtual scrolling), nothing is fetched from the internet, nothing is saved unless the test
+#: saves it (into the throw-away copy of the notebooks).
 LAB_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
