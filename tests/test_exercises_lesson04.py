@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import io
+
 import torch
 
 from coursekit.exercises import ____, assert_fails, assert_not_attempted, assert_passes
@@ -256,3 +259,81 @@ def test_q3_not_attempted():
     assert_not_attempted(ex.q3, schedule_template)
     assert_not_attempted(ex.q3, one_blank_left)
     assert_not_attempted(ex.q3, ____)
+
+
+# ----------------------------------------------------------------------------- q4
+
+
+def deep_copy(model):
+    return copy.deepcopy(model.state_dict())
+
+
+def cloned_tensors(model):
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+def saved_and_loaded(model):
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_q4_reference_passes():
+    assert_passes(ex.q4, deep_copy)
+    assert_passes(ex.q4, cloned_tensors)
+    assert_passes(ex.q4, saved_and_loaded)
+
+
+def test_q4_aliasing_fails_with_an_explanation():
+    aliases = [
+        lambda model: model.state_dict(),
+        lambda model: dict(model.state_dict()),
+        lambda model: model.state_dict().copy(),
+        lambda model: {name: tensor.detach() for name, tensor in model.state_dict().items()},
+    ]
+    for alias in aliases:
+        result = assert_fails(ex.q4, alias, message_contains="changed when the model trained")
+        assert "model's own tensors" in result.message
+        assert "copy.deepcopy(model.state_dict())" in result.message
+
+
+def test_q4_typical_mistakes():
+    assert_fails(
+        ex.q4,
+        lambda model: {name: p.detach().clone() for name, p in model.named_parameters()},
+        message_contains="running statistics",
+    )
+    assert_fails(ex.q4, lambda model: copy.deepcopy(model), message_contains="returned a model")
+    assert_fails(
+        ex.q4, lambda model: copy.deepcopy(list(model.parameters())), message_contains="no names"
+    )
+    assert_fails(
+        ex.q4,
+        lambda model: {name: torch.zeros_like(t) for name, t in model.state_dict().items()},
+        message_contains="current values",
+    )
+    assert_fails(
+        ex.q4,
+        lambda model: {**deep_copy(model), "extra.weight": torch.zeros(1)},
+        message_contains="entries the model does not have",
+    )
+
+
+def test_q4_a_snapshot_that_trains_the_model_fails():
+    def changes_the_weights(model):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(1.0)
+        return copy.deepcopy(model.state_dict())
+
+    assert_fails(ex.q4, changes_the_weights, message_contains="changed the model's weights")
+
+
+def test_q4_not_attempted():
+    def blank(model):
+        return ____
+
+    assert_not_attempted(ex.q4, blank)
+    assert_not_attempted(ex.q4, ____)
+    assert_fails(ex.q4, deep_copy(torch.nn.Linear(2, 2)), message_contains="function itself")

@@ -1,4 +1,5 @@
-"""Exercises of lesson 04 (the training loop): honest epoch metrics and the scheduler's place.
+"""Exercises of lesson 04 (the training loop): honest epoch metrics, the scheduler's place and
+a snapshot of the best weights.
 
 >>> from coursekit.exercises import lesson04 as ex  # doctest: +SKIP
 >>> ex.q1.check(epoch_accuracy)                     # doctest: +SKIP
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -386,3 +387,130 @@ class SchedulerPlacement(Question):
 
 
 q3 = SchedulerPlacement()
+
+
+# ----------------------------------------------------------------------------- q4
+
+
+class _TinyNet(nn.Module):
+    """A small model with fixed weights and a BatchNorm, whose running statistics are buffers
+    (in ``state_dict()``, not in ``parameters()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.norm = nn.BatchNorm1d(3)
+        self.head = nn.Linear(3, 2)
+        generator = torch.Generator().manual_seed(6)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.norm(self.linear(x))))
+
+
+def _train_one_step(model: nn.Module) -> None:
+    """One optimizer step in train mode: every weight and BatchNorm statistic changes."""
+    generator = torch.Generator().manual_seed(7)
+    inputs = torch.randn(8, 4, generator=generator)
+    labels = torch.randint(0, 2, (8,), generator=generator)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(inputs), labels).backward()
+    optimizer.step()
+
+
+class WeightsSnapshot(Question):
+    title = "A snapshot of the weights that training leaves alone"
+    hints = [
+        "`model.state_dict()` does not copy anything: its tensors ARE the model's weights, so "
+        "the next `optimizer.step()` changes them in place, and your 'best weights' with them.",
+        "A new dict is not enough either: `dict(model.state_dict())` or `.copy()` hold the same "
+        "tensors. Copy the tensors themselves, and keep every entry of the state_dict (BatchNorm's "
+        "running statistics are in it, not in `model.parameters()`).",
+        "`return copy.deepcopy(model.state_dict())`",
+    ]
+    solution_code = """
+        def weights_snapshot(model):
+            return copy.deepcopy(model.state_dict())
+    """
+
+    def _check(self, weights_snapshot: Any) -> None:
+        expect_callable(weights_snapshot, "weights_snapshot")
+        model = _TinyNet()
+        reference = {name: value.clone() for name, value in model.state_dict().items()}
+        snapshot = call_answer(weights_snapshot, model)
+        expect(
+            all(torch.equal(value, reference[name]) for name, value in model.state_dict().items()),
+            "Your function changed the model's weights: a snapshot only copies them.",
+        )
+        self._check_contents(snapshot, reference, {name for name, _ in model.named_buffers()})
+        _train_one_step(model)
+        followed = [name for name in reference if not torch.equal(snapshot[name], reference[name])]
+        expect(
+            not followed,
+            f"Your snapshot changed when the model trained one step ({', '.join(followed[:3])} "
+            "changed), so it would end up holding the LAST weights instead of the best ones. "
+            "`model.state_dict()` returns the model's own tensors, not copies (and so do "
+            "`dict(...)`, `.copy()` and `.detach()` of it): copy them with "
+            "`copy.deepcopy(model.state_dict())`.",
+        )
+        model.load_state_dict(snapshot)
+        expect(
+            all(torch.equal(value, reference[name]) for name, value in model.state_dict().items()),
+            "Loading your snapshot back with `model.load_state_dict(...)` did not restore the "
+            "weights it was taken from.",
+        )
+
+    @staticmethod
+    def _check_contents(
+        snapshot: Any, reference: Mapping[str, torch.Tensor], buffer_names: set[str]
+    ) -> None:
+        """The snapshot is a state_dict: the same names, holding the model's current values."""
+        expect(
+            not isinstance(snapshot, nn.Module),
+            "You returned a model: return its weights, the dict of name -> tensor that "
+            "`model.state_dict()` gives and `model.load_state_dict(...)` loads back.",
+        )
+        expect(
+            isinstance(snapshot, Mapping),
+            f"Your function returned {safe_repr(snapshot)}: return a dict of name -> tensor, "
+            "like `model.state_dict()` (`model.parameters()` has no names and misses "
+            "BatchNorm's running statistics).",
+        )
+        missing = [name for name in reference if name not in snapshot]
+        buffers = [name for name in missing if name in buffer_names]
+        expect(
+            not buffers,
+            f"Your snapshot lacks {', '.join(buffers)}: BatchNorm's running statistics are "
+            "buffers, not parameters, so `model.parameters()` and `named_parameters()` miss "
+            "them. `model.state_dict()` holds both.",
+        )
+        expect(
+            not missing,
+            f"Your snapshot lacks {', '.join(missing[:3])}: keep every entry of "
+            "`model.state_dict()`.",
+        )
+        extra = [str(name) for name in snapshot if name not in reference]
+        expect(
+            not extra,
+            f"Your snapshot has entries the model does not have ({', '.join(extra[:3])}): "
+            "keep exactly the entries of `model.state_dict()`.",
+        )
+        wrong = [
+            name
+            for name, value in reference.items()
+            if not isinstance(snapshot[name], torch.Tensor)
+            or snapshot[name].shape != value.shape
+            or not torch.equal(snapshot[name], value)
+        ]
+        expect(
+            not wrong,
+            f"Your snapshot does not hold the model's current values ({', '.join(wrong[:3])} "
+            "differ): copy them as they are.",
+        )
+
+
+q4 = WeightsSnapshot()
