@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torchvision
 from torch import nn
 
+import coursekit as ck
 from coursekit.exercises import ____, assert_fails, assert_not_attempted, assert_passes
 from coursekit.exercises import lesson03 as ex
 
@@ -197,11 +199,57 @@ def test_q3_not_attempted():
 
 # ----------------------------------------------------------------------------- q4
 
+VGG13 = [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
-def test_q4_vgg16_letter():
-    assert_passes(ex.q4, "D")
-    assert_passes(ex.q4, " d ")
-    assert_fails(ex.q4, "E", message_contains="VGG-19")
-    assert_fails(ex.q4, "C", message_contains="1x1")
-    assert_fails(ex.q4, "F", message_contains="Pick one of")
+
+def test_q4_reference_passes_and_is_torchvision_vgg13():
+    assert_passes(ex.q4, VGG13)
+    assert_passes(ex.q4, tuple(VGG13))
+    with torch.device("meta"):
+        ours = ck.make_vgg(VGG13)
+        theirs = torchvision.models.vgg13(weights=None)
+    assert ck.count_parameters(ours) == ck.count_parameters(theirs)
+    shapes = {name: tuple(value.shape) for name, value in ours.state_dict().items()}
+    assert shapes == {name: tuple(value.shape) for name, value in theirs.state_dict().items()}
+
+
+def test_q4_another_vgg_is_named():
+    assert_fails(ex.q4, ck.VGG_CFGS["A"], message_contains="VGG-11 (configuration A)")
+    assert_fails(ex.q4, ck.VGG_CFGS["D"], message_contains="VGG-16")
+    assert_fails(ex.q4, ck.VGG_CFGS["E"], message_contains="VGG-19")
+
+
+def test_q4_a_missing_pool_is_found_although_the_count_is_right():
+    for missing in (len(VGG13) - 1, VGG13.index("M", 5)):
+        config = VGG13[:missing] + VGG13[missing + 1 :]
+        with torch.device("meta"):  # the count alone cannot catch this mistake
+            assert ck.count_parameters(ck.make_vgg(config)) == ck.count_parameters(
+                ck.make_vgg(VGG13)
+            )
+        assert_fails(ex.q4, config, message_contains="4 max-pools")
+        assert_fails(ex.q4, config, message_contains="14x14 map, torchvision's on 7x7")
+
+
+def test_q4_wrong_channels_and_stages():
+    wrong_channel = [256 if position == 12 else entry for position, entry in enumerate(VGG13)]
+    assert_fails(ex.q4, wrong_channel, message_contains="Convolution 9 has 256 output channels")
+    uneven = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, "M", 512, "M"]
+    assert_fails(ex.q4, uneven, message_contains="yours have 2, 2, 3, 2, 1")
+    assert_fails(ex.q4, ["M", *VGG13[:-1]], message_contains='then 2 after the last "M"')
+    assert_fails(ex.q4, VGG13[1:], message_contains="9 convolutions")
+
+
+def test_q4_malformed_lists():
+    assert_fails(ex.q4, "B", message_contains="Write the list itself")
+    assert_fails(ex.q4, {"B": VGG13}, message_contains="is a dict")
+    lower = ["m" if entry == "M" else entry for entry in VGG13]
+    assert_fails(ex.q4, lower, message_contains='write a max-pool as "M"')
+    quoted = [str(entry) if entry == 64 else entry for entry in VGG13]
+    assert_fails(ex.q4, quoted, message_contains="without quotes")
+    assert_fails(ex.q4, [64.0, *VGG13[1:]], message_contains="positive whole number")
+    assert_fails(ex.q4, [0, *VGG13[1:]], message_contains="Item 1 of your list")
+
+
+def test_q4_not_attempted():
     assert_not_attempted(ex.q4, ____)
+    assert_not_attempted(ex.q4, [64, 64, "M", ____])

@@ -1,4 +1,5 @@
-"""Exercises of lesson 03 (CNN anatomy): output sizes, a residual block, conv parameters, VGG.
+"""Exercises of lesson 03 (CNN anatomy): output sizes, a residual block, conv parameters and
+the configuration list of VGG-13.
 
 >>> from coursekit.exercises import lesson03 as ex  # doctest: +SKIP
 >>> ex.q1.check(conv_output_size)                   # doctest: +SKIP
@@ -12,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
 
 from coursekit.exercises.core import (
     Incorrect,
-    MultipleChoice,
     Question,
     call_answer,
     expect,
@@ -407,22 +408,158 @@ q3 = ConvParameters()
 
 # ----------------------------------------------------------------------------- q4
 
-q4 = MultipleChoice(
-    title="The configuration letter of VGG-16",
-    options=("A", "B", "C", "D", "E"),
-    expected="D",
-    wrong_answers={
-        "A": "A is VGG-11: 8 convolutions + 3 Linear layers.",
-        "B": "B is VGG-13: 10 convolutions + 3 Linear layers.",
-        "C": "C also has 16 weight layers, but three of its convolutions are 1x1. torchvision "
-        "(and ck.VGG_CFGS) do not build it: their VGG-16 is the all-3x3 configuration.",
-        "E": "E is VGG-19: 16 convolutions + 3 Linear layers.",
-    },
-    hints=[
-        "The number in a VGG's name counts its weight layers: convolutions + the 3 Linear "
-        "layers of the classifier. Pooling layers have no weights.",
-        "VGG-16 therefore has 13 convolutions: count the numbers (not the 'M's) in each list "
-        "of `ck.VGG_CFGS`.",
-    ],
-    solution_code='letter = "D"  # 13 convolutions + 3 Linear layers = 16',
-)
+#: The torchvision VGGs a wrong list may build by accident, named for the message.
+_OTHER_VGGS = {"vgg11": "VGG-11 (configuration A)", "vgg16": "VGG-16 (configuration D)",
+               "vgg19": "VGG-19 (configuration E)"}  # fmt: skip
+#: The size the VGGs were designed for: five pools take it to the classifier's 7x7.
+_DESIGN_SIZE = 224
+
+
+def _layer_plan(features: nn.Sequential) -> list[int | str]:
+    """A VGG's features read back as a config: each conv's output channels, "M" per pool."""
+    return [
+        "M" if isinstance(layer, nn.MaxPool2d) else layer.out_channels
+        for layer in features
+        if isinstance(layer, nn.MaxPool2d | nn.Conv2d)
+    ]
+
+
+def _stages(plan: list[int | str]) -> list[list[int | str]]:
+    """The convolutions before each "M", then whatever follows the last one."""
+    stages: list[list[int | str]] = [[]]
+    for entry in plan:
+        if entry == "M":
+            stages.append([])
+        else:
+            stages[-1].append(entry)
+    return stages
+
+
+def _count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def _check_entries(config: Any) -> None:
+    if isinstance(config, str):
+        raise Incorrect(
+            f'{config!r} is a string. Write the list itself, like `[64, 64, "M", ...]`: a '
+            'number for each 3x3 convolution (its output channels), "M" for each max-pool.'
+        )
+    expect(
+        isinstance(config, list | tuple),
+        f'Your answer is a {type(config).__name__}. Give a list like `[64, 64, "M", ...]`: '
+        'a number for each 3x3 convolution (its output channels), "M" for each max-pool.',
+    )
+    for position, entry in enumerate(config, start=1):
+        item = f"Item {position} of your list"
+        if isinstance(entry, str) and entry.strip().upper() == "M":
+            expect(entry == "M", f'{item} is {entry!r}: write a max-pool as "M".')
+        elif isinstance(entry, str) and entry.strip().isdigit():
+            raise Incorrect(
+                f"{item} is the string {entry!r}: write channel counts as numbers "
+                f"({entry.strip()}, without quotes)."
+            )
+        else:
+            expect(
+                _is_int(entry) and entry > 0,
+                f'{item} is {safe_repr(entry)}: each item is "M" or the output channels of a '
+                "convolution (a positive whole number).",
+            )
+
+
+class Vgg13Config(Question):
+    title = "Write the configuration list of VGG-13"
+    hints = [
+        "VGG-13 has 13 weight layers: 3 are the Linear layers of the classifier, so 10 are "
+        "convolutions. Pools have no weights and do not count.",
+        'Every VGG has five stages, each ending with a max-pool "M", with 64, 128, 256, '
+        "512 and 512 channels. VGG-13 gives each of the five stages two convolutions.",
+        "Start like VGG-16 (`vgg16_config` above) and keep two convolutions per stage: "
+        '`[64, 64, "M", 128, 128, "M", ...]`, then continue the pattern.',
+    ]
+    solution_code = """
+        vgg13_config = [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M",
+                        512, 512, "M"]
+    """
+    correct_message = (
+        "your list builds torchvision's vgg13 layer for layer, with the same parameter count."
+    )
+
+    def _check(self, config: Any) -> None:
+        _check_entries(config)
+        vgg = torchvision.models.vgg
+        with torch.device("meta"):  # shapes and counts only: no memory, no arithmetic
+            reference = vgg.vgg13(weights=None)
+            model = vgg.VGG(vgg.make_layers(list(config)), init_weights=False)
+            ours, theirs = _layer_plan(model.features), _layer_plan(reference.features)
+            if ours == theirs:
+                expect(
+                    _count(model) == _count(reference),
+                    f"Your VGG has {_count(model):,} parameters, torchvision's vgg13 "
+                    f"{_count(reference):,}.",
+                )
+                return
+            for name, what in _OTHER_VGGS.items():
+                expect(
+                    ours != _layer_plan(getattr(vgg, name)(weights=None).features),
+                    f"Your list builds {what}, not VGG-13: VGG-13 has two convolutions in "
+                    "each of its five stages.",
+                )
+            image = torch.zeros(1, 3, _DESIGN_SIZE, _DESIGN_SIZE)
+            map_size = tuple(model.features(image).shape[-2:])
+            reference_size = tuple(reference.features(image).shape[-2:])
+        self._explain(ours, theirs, map_size, reference_size, _count(model) == _count(reference))
+
+    def _explain(
+        self,
+        ours: list[int | str],
+        theirs: list[int | str],
+        map_size: tuple[int, ...],
+        reference_size: tuple[int, ...],
+        same_count: bool,
+    ) -> None:
+        """The first way in which the list differs from VGG-13's, most telling first."""
+        convs = [entry for entry in ours if entry != "M"]
+        reference_convs = [entry for entry in theirs if entry != "M"]
+        expect(
+            len(convs) == len(reference_convs),
+            f"Your list has {len(convs)} convolutions, so its VGG has {len(convs) + 3} weight "
+            f"layers with the 3 Linear layers. VGG-13 has {len(reference_convs) + 3}: "
+            f"{len(reference_convs)} convolutions and the 3 Linear layers.",
+        )
+        pools, reference_pools = ours.count("M"), theirs.count("M")
+        if pools != reference_pools:
+            same = (
+                " The parameter count alone would not show it: pools have no weights, and "
+                "the adaptive pool turns any map into 7x7."
+                if same_count
+                else ""
+            )
+            raise Incorrect(
+                f'Your list has {pools} max-pools "M", VGG-13 has {reference_pools}, one at '
+                f"the end of each stage. At {_DESIGN_SIZE} px your features end on a "
+                f"{map_size[0]}x{map_size[1]} map, torchvision's on "
+                f"{reference_size[0]}x{reference_size[1]}.{same}"
+            )
+        stages, reference_stages = _stages(ours), _stages(theirs)
+        lengths = [len(stage) for stage in stages]
+        reference_lengths = [len(stage) for stage in reference_stages]
+        expect(
+            lengths == reference_lengths,
+            'Each stage is its convolutions followed by one "M". VGG-13\'s stages have '
+            f"{', '.join(map(str, reference_lengths[:-1]))} convolutions; yours have "
+            f"{', '.join(map(str, lengths[:-1]))}"
+            + (f', then {lengths[-1]} after the last "M".' if lengths[-1] else "."),
+        )
+        stage_channels = ", ".join(str(stage[0]) for stage in reference_stages[:-1])
+        pairs = zip(convs, reference_convs, strict=True)
+        for number, (channels, expected) in enumerate(pairs, start=1):
+            expect(
+                channels == expected,
+                f"Convolution {number} has {channels} output channels; in VGG-13 it has "
+                f"{expected}. The stages have {stage_channels} channels: they double after "
+                "each pool, up to 512.",
+            )
+
+
+q4 = Vgg13Config()
