@@ -94,6 +94,39 @@ def test_q1_squash_missing_crop_and_missing_normalize():
     assert_fails(lesson02.q1, no_tensor, message_contains="not a tensor")
 
 
+def test_q1_swapped_sizes_are_named():
+    def swapped_inside(image_size, resize_size):
+        return transforms.Compose(
+            [
+                transforms.Resize(image_size),
+                transforms.CenterCrop(resize_size),
+                *to_normalized_tensor(),
+            ]
+        )
+
+    def swapped_parameters(resize_size, image_size):  # right body, parameters in the wrong order
+        return transforms.Compose(
+            [
+                transforms.Resize(resize_size),
+                transforms.CenterCrop(image_size),
+                *to_normalized_tensor(),
+            ]
+        )
+
+    def crops_resize_size(image_size, resize_size):
+        return transforms.Compose(
+            [
+                transforms.Resize(resize_size),
+                transforms.CenterCrop(resize_size),
+                *to_normalized_tensor(),
+            ]
+        )
+
+    assert_fails(lesson02.q1, swapped_inside, message_contains="are swapped")
+    assert_fails(lesson02.q1, swapped_parameters, message_contains="are swapped")
+    assert_fails(lesson02.q1, crops_resize_size, message_contains="CenterCrop(image_size)")
+
+
 def test_q1_blank_is_not_attempted():
     def make_eval_pipeline(image_size, resize_size):
         return ____

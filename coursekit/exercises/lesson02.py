@@ -89,6 +89,8 @@ class EvalPipeline(Question):
                 f"The output is {shape}: the image is resized but not cropped. Add "
                 f"`transforms.CenterCrop(image_size)` after the Resize.",
             )
+            if shape == (3, resize_size, resize_size):
+                _explain_crop_to_resize_size(output, image, image_size, resize_size)
             expect(
                 shape == (3, image_size, image_size),
                 f"For image_size={image_size} the output should have shape "
@@ -101,6 +103,24 @@ class EvalPipeline(Question):
                 "RandomResizedCrop, ...). Evaluation must be deterministic: remove them.",
             )
             _compare_with_reference(output, image, image_size, resize_size)
+
+
+def _explain_crop_to_resize_size(
+    output: torch.Tensor, image: Image.Image, image_size: int, resize_size: int
+) -> None:
+    """An output of resize_size x resize_size: the two sizes swapped, or the wrong crop size."""
+    swapped = _pipeline(transforms.Resize(image_size), transforms.CenterCrop(resize_size))
+    if torch.allclose(output.float(), swapped(image), atol=1e-4):
+        raise Incorrect(
+            f"The output is {resize_size} x {resize_size}: `image_size` and `resize_size` are "
+            f"swapped. The checker calls make_eval_pipeline(image_size={image_size}, "
+            f"resize_size={resize_size}), in that order; Resize takes `resize_size` (the larger "
+            "one) and CenterCrop takes `image_size`."
+        )
+    raise Incorrect(
+        f"The output is {resize_size} x {resize_size}, the size of `resize_size`: crop with "
+        f"`transforms.CenterCrop(image_size)`, so the network gets {image_size} x {image_size}."
+    )
 
 
 def _run_with_seeds(pipeline: Callable[[Image.Image], Any], image: Image.Image) -> list[Any]:
