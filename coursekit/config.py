@@ -17,11 +17,15 @@ This module imports nothing else from coursekit, so every other module may impor
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import numbers
 import os
 import platform
 import random
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -145,33 +149,90 @@ class Settings:
             )
         return (
             f"Full run: {self.image_size}px images, batch {self.batch_size}, "
-            f"{self.epochs} epochs, device {self.device}."
+            f"{self.epochs} epochs, {self._device_note()}."
         )
+
+    def _device_note(self) -> str:
+        """The device training will use, or why the one asked for cannot be used here."""
+        try:
+            device = pick_device(self.device)
+        except SettingsError:
+            return (
+                f"device {self.device} is NOT available here "
+                f"(set {ENV_PREFIX}DEVICE=auto or cpu)"
+            )
+        return f"device {device}" + (" (auto)" if self.device == "auto" else "")
+
+
+#: COURSE_* variables that are not settings: the run mode, strict warnings in CI, and the
+#: opt-in of the end-to-end browser tests.
+NON_SETTING_VARIABLES: frozenset[str] = frozenset(
+    f"{ENV_PREFIX}{name}" for name in ("MODE", "STRICT_WARNINGS", "E2E")
+)
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "text", "Path": "a folder path"}
+
+
+def _field_type(kind: Any) -> tuple[str, bool]:
+    """The base type of a Settings field ("int", "float", "str" or "Path") and if None is allowed.
+
+    >>> _field_type("int | None"), _field_type("Path")
+    (('int', True), ('Path', False))
+    """
+    parts = [part.strip() for part in str(kind).split("|")]
+    base = next(part for part in parts if part != "None")
+    return ("str" if base == "Mode" else base), "None" in parts
 
 
 def _parse(name: str, raw: str, kind: Any) -> Any:
     """Turn the text of an environment variable into the type of a Settings field."""
+    base, optional = _field_type(kind)
     text = raw.strip()
-    optional = "None" in str(kind)
+    variable = f"{ENV_PREFIX}{name.upper()}"
     if optional and text.lower() in ("", "none", "all"):
         return None
+    if base == "Path":
+        if not text:
+            raise SettingsError(
+                f"{variable} is set but empty. Set it to a folder, or unset it for the "
+                f"default (for example: unset {variable})."
+            )
+        return Path(text).expanduser()
     try:
-        if "Path" in str(kind):
-            return Path(text).expanduser()
-        if "int" in str(kind) and "float" not in str(kind):
+        if base == "int":
             return int(text)
-        if "float" in str(kind):
+        if base == "float":
             return float(text)
     except ValueError:
-        expected = "an integer" if "int" in str(kind) else "a number"
         raise SettingsError(
-            f"{ENV_PREFIX}{name.upper()}={raw!r} is not {expected}. "
-            f"Fix or unset it (for example: unset {ENV_PREFIX}{name.upper()})."
+            f"{variable}={raw!r} is not {_TYPE_NAMES[base]}. "
+            f"Fix or unset it (for example: unset {variable})."
         ) from None
     return text
 
 
-def _env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """A keyword override as the type of its field: text is read like an environment variable."""
+    base, optional = _field_type(kind)
+    if value is None and optional:
+        return None
+    if isinstance(value, str):
+        return value if base == "str" else _parse(name, value, kind)
+    fits = {
+        "int": isinstance(value, numbers.Integral),
+        "float": isinstance(value, numbers.Real),
+        "str": isinstance(value, os.PathLike),  # text was handled above; a path is fine
+        "Path": isinstance(value, os.PathLike),
+    }[base] and not isinstance(value, bool)
+    if not fits:
+        raise SettingsError(
+            f"Setting {name}={value!r} must be {_TYPE_NAMES[base]}"
+            f"{' or None' if optional else ''}, not {type(value).__name__} "
+            f"(check {name}=... or {ENV_PREFIX}{name.upper()})."
+        )
+    return {"int": int, "float": float, "str": str, "Path": Path}[base](value)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for f in fields(Settings):
         if f.name == "mode":
@@ -182,50 +243,106 @@ def _env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]
     return overrides
 
 
+def _setting_variables() -> list[str]:
+    return [f"{ENV_PREFIX}{f.name.upper()}" for f in fields(Settings) if f.name != "mode"]
+
+
+def _warn_about_unknown_variables(environ: Mapping[str, str]) -> None:
+    """One warning per COURSE_* variable that is no setting (a typo would be silently ignored)."""
+    known = [*_setting_variables(), *sorted(NON_SETTING_VARIABLES)]
+    for key in sorted(environ):
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            guess = f" Did you mean {close[0]}?" if close else ""
+            warnings.warn(
+                f"{key} is not a course setting, so it is ignored.{guess} "
+                "(python -m coursekit settings lists them all.)",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def _keyword_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    kinds = {f.name: f.type for f in fields(Settings) if f.name != "mode"}
+    unknown = [name for name in overrides if name not in kinds]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(kinds), n=1)
+        raise SettingsError(
+            f"{unknown[0]!r} is not a setting"
+            + (f": did you mean {close[0]!r}?" if close else ".")
+            + f" The settings are: {', '.join(kinds)}."
+        )
+    return {name: _coerce(name, value, kinds[name]) for name, value in overrides.items()}
+
+
 def get_settings(mode: str | None = None, **overrides: Any) -> Settings:
     """Settings for ``mode`` (default: ``$COURSE_MODE`` or "full"), env overrides applied.
+
+    Keyword overrides win over the environment; text such as ``epochs="3"`` is read the way
+    an environment variable is.
 
     >>> get_settings("smoke", epochs=2).epochs
     2
     """
     chosen = (mode or os.environ.get(f"{ENV_PREFIX}MODE") or "full").strip().lower()
     settings = Settings.for_mode(chosen)
+    _warn_about_unknown_variables(os.environ)
     settings = dataclasses.replace(settings, **_env_overrides(os.environ))
-    settings = dataclasses.replace(settings, **overrides)
+    settings = dataclasses.replace(settings, **_keyword_overrides(overrides))
     _validate(settings)
     return settings
 
 
+def _refuse(message: str, name: str) -> SettingsError:
+    return SettingsError(f"{message} (check {ENV_PREFIX}{name.upper()}).")
+
+
 def _validate(s: Settings) -> None:
-    positive = (
-        "image_size",
-        "resize_size",
-        "batch_size",
-        "epochs",
-        "fine_tune_epochs",
-        "lr_step_size",
-        "fine_tune_lr_step_size",
-    )
-    for name in positive:
-        if getattr(s, name) < 1:
-            raise SettingsError(
-                f"Setting {name}={getattr(s, name)} must be at least 1 "
-                f"(check {ENV_PREFIX}{name.upper()})."
-            )
+    at_least = {
+        "image_size": 1,
+        "resize_size": 1,
+        "batch_size": 1,
+        "epochs": 1,
+        "fine_tune_epochs": 1,
+        "lr_step_size": 1,
+        "fine_tune_lr_step_size": 1,
+        "top_k": 1,
+        "gallery_size": 1,
+        "timing_runs": 1,
+        "warmup_runs": 0,
+        "num_workers": 0,
+    }
+    for name, low in at_least.items():
+        if getattr(s, name) < low:
+            raise _refuse(f"Setting {name}={getattr(s, name)} must be at least {low}", name)
+    for name in ("train_per_class", "valid_per_class"):
+        value = getattr(s, name)
+        if value is not None and value < 1:
+            raise _refuse(f"Setting {name}={value} must be at least 1, or None for all", name)
+    for name in ("lr", "fine_tune_lr", "head_lr_multiplier"):
+        value = getattr(s, name)
+        if not (math.isfinite(value) and value > 0):
+            raise _refuse(f"Setting {name}={value} must be a number above 0", name)
+    if not 0.0 < s.lr_gamma <= 1.0:
+        raise _refuse(
+            f"Setting lr_gamma={s.lr_gamma} must be above 0 and at most 1: StepLR multiplies "
+            "the LR by it",
+            "lr_gamma",
+        )
     if s.resize_size < s.image_size:
         raise SettingsError(
             f"resize_size={s.resize_size} is smaller than image_size={s.image_size}: the centre "
             f"crop would not fit. Set {ENV_PREFIX}RESIZE_SIZE to at least {s.image_size}."
         )
     if not 0.0 < s.validation_split < 1.0:
-        raise SettingsError(
-            f"validation_split={s.validation_split} must be between 0 and 1 "
-            f"(check {ENV_PREFIX}VALIDATION_SPLIT)."
+        raise _refuse(
+            f"validation_split={s.validation_split} must be between 0 and 1", "validation_split"
         )
+    if not s.arch.strip():
+        raise _refuse("Setting arch is empty: name a torchvision model such as resnet18", "arch")
     if s.device not in ("auto", "cpu", "cuda", "mps") and not s.device.startswith("cuda:"):
-        raise SettingsError(
-            f"device={s.device!r} is not known. Use auto, cpu, cuda, cuda:N or mps "
-            f"(check {ENV_PREFIX}DEVICE)."
+        raise _refuse(
+            f"device={s.device!r} is not known. Use auto, cpu, cuda, cuda:N or mps", "device"
         )
 
 
@@ -290,11 +407,20 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+#: The start of a deprecation message about torch or torchvision, from whatever module it is
+#: reported: torch often blames the CALLER's line (a lesson's cell), not its own module.
+_TORCH_DEPRECATION_MESSAGE = r"(?s)(?=.*(torch|\bnn\.|\btensors?\b)).*(deprecat|will be removed)"
+
+
 def strict_warnings() -> None:
-    """Turn deprecation warnings raised by torch and torchvision into errors.
+    """Turn deprecation warnings of torch and torchvision into errors.
 
     ``make test`` sets ``COURSE_STRICT_WARNINGS=1`` so that a lesson using a deprecated API
-    (such as ``pretrained=True`` instead of the weights API) fails CI instead of rotting.
+    (such as ``pretrained=True`` instead of the weights API, or ``torch.cuda.amp.autocast``)
+    fails CI instead of rotting. A warning counts when torch's modules raise it, or when its
+    message names torch, ``nn.`` or tensors and says "deprecated" or "will be removed";
+    other libraries' deprecations (matplotlib, Jupyter) stay warnings. pyproject.toml's
+    ``filterwarnings`` applies the same rules to the tests.
 
     >>> strict_warnings()
     >>> warnings.filters[0][0]
@@ -307,6 +433,8 @@ def strict_warnings() -> None:
     warnings.filterwarnings(
         "error", message=".*deprecated", category=UserWarning, module=torch_modules
     )
+    for category in (DeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("error", message=_TORCH_DEPRECATION_MESSAGE, category=category)
 
 
 def start_lesson(mode: str | None = None, **overrides: Any) -> Settings:

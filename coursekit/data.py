@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from torchvision import models, transforms
 from torchvision.models import WeightsEnum
 
@@ -235,26 +235,22 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         raise UnreadableImageError(f"Cannot read image {_diagnose(path, error)}", path) from error
 
 
-def _decode_jpeg_at_one_eighth(path: Path) -> None:
-    """Decode a JPEG at 1/8 scale: every coded byte is read, few pixels are computed."""
-    with _open_image(path) as image:
-        image.draft(image.mode, (image.width // 8, image.height // 8))
-        image.load()
-
-
 def _quick_check(path: Path) -> None:
-    """Raise if ``path`` cannot be read, without decoding the pixels of good PNGs.
+    """Raise if ``path`` cannot be read, decoding as little as is safe for its format.
 
-    ``verify()`` checks PNG chunks and catches empty, non-image and too-large files, but it
-    does not look at JPEG data at all: a JPEG with a damaged table or cut short would pass
-    and then stop training mid-epoch. JPEGs are therefore decoded at 1/8 scale, which reads
-    all of their data at about half the cost of a full decode.
+    PNG: ``verify()`` reads every chunk and checks its CRC, which catches a truncated or
+    garbled file without decoding pixels. JPEG: ``verify()`` does not look at the data at
+    all, so a JPEG is decoded at 1/8 scale, which still reads every coded byte at about half
+    the cost of a full decode. Every other format (GIF, BMP, TIFF, WebP) is decoded in full:
+    for them ``verify()`` passes files cut short that would stop training mid-epoch.
     """
     with _open_image(path) as image:
-        image_format = image.format
-        image.verify()
-    if image_format == "JPEG":
-        _decode_jpeg_at_one_eighth(path)
+        if image.format == "PNG":
+            image.verify()
+            return
+        if image.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG with extra pictures
+            image.draft(image.mode, (image.width // 8, image.height // 8))
+        image.load()
 
 
 def _problem_with(path: Path, *, thorough: bool) -> Problem | None:
@@ -300,10 +296,26 @@ def _by_class(samples: Iterable[Sample]) -> dict[int, list[Path]]:
     return groups
 
 
-def _seeded_shuffle(paths: Sequence[Path], seed: int, target: int) -> list[Path]:
-    """A copy of ``paths`` shuffled by ``seed`` and the class: each class draws independently."""
-    shuffled = sorted(paths)  # the result must not depend on the order files were listed in
-    random.Random(f"{seed}/{target}").shuffle(shuffled)
+def _folder_name(paths: Sequence[Path]) -> str:
+    """The name of the folder that holds all of ``paths``: the class folder of ImageFolder.
+
+    >>> _folder_name([Path("train/cats/a.jpg"), Path("train/cats/sub/b.jpg")])
+    'cats'
+    """
+    common = os.path.commonprefix([path.parent.parts for path in paths])  # part by part
+    return common[-1] if common else ""
+
+
+def _seeded_shuffle(paths: Sequence[Path], seed: int) -> list[Path]:
+    """A copy of one class's ``paths``, shuffled by ``seed`` and the name of the class folder.
+
+    The class NAME (not its index) goes into the seed, so adding or removing another class
+    leaves this class's order, and so its train/valid split, exactly as it was. Sorting by
+    the text of the path keeps the order the same on every OS (Windows compares Paths
+    without case) and independent of the order the files were listed in.
+    """
+    shuffled = sorted(paths, key=str)
+    random.Random(f"{seed}/{_folder_name(shuffled)}").shuffle(shuffled)
     return shuffled
 
 
@@ -316,7 +328,7 @@ def _take_per_class(samples: Sequence[Sample], per_class: int, seed: int) -> lis
     return _sorted_samples(
         (path, target)
         for target, paths in _by_class(samples).items()
-        for path in _seeded_shuffle(paths, seed, target)[:per_class]
+        for path in _seeded_shuffle(paths, seed)[:per_class]
     )
 
 
@@ -398,6 +410,8 @@ def split_samples(
     end up entirely on one side. Here each class is shuffled on its own and contributes
     ``round(fraction * n)`` images, at least one when it has two or more (and always
     leaves one for training). The files chosen differ from Keras' for the same seed.
+    A class's shuffle depends on the seed, its own files and the name of its folder, so
+    adding a class later does not move any image of the other classes between the splits.
 
     >>> train, valid = split_samples([(Path(f"{i}.png"), i % 2) for i in range(10)])
     >>> len(train), len(valid)
@@ -411,7 +425,7 @@ def split_samples(
     train: list[Sample] = []
     valid: list[Sample] = []
     for target, paths in _by_class(samples).items():
-        shuffled = _seeded_shuffle(paths, seed, target)
+        shuffled = _seeded_shuffle(paths, seed)
         wanted = math.floor(len(shuffled) * validation_split + 0.5)
         n_valid = min(max(wanted, 1), len(shuffled) - 1)  # >= 1 for validation, >= 1 for training
         valid.extend((path, target) for path in shuffled[:n_valid])
@@ -478,7 +492,16 @@ def _warn_about_classes_without_images(
         "training": "the model cannot learn them",
         "validation": "their accuracy is never measured",
     }
-    for role, dataset in (("training", train_ds), ("validation", valid_ds)):
+    checked = (("training", train_ds), ("validation", valid_ds))
+    if len(valid_ds) == 0 and valid_ds.root != train_ds.root:
+        # An empty valid/ is almost always left over: without it the train folder is split.
+        print(
+            f"WARNING: {valid_ds.root} has no readable images, so nothing is validated. "
+            f"Remove that folder to have {train_ds.root} split into train and valid "
+            f"(settings.validation_split), or add images to {valid_ds.root / '<class>'}."
+        )
+        checked = checked[:1]
+    for role, dataset in checked:
         missing = [name for name, count in class_counts(dataset).items() if count == 0]
         if missing:
             print(
@@ -513,10 +536,8 @@ def build_datasets(
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetLayoutError(
-            f"Dataset folder {root} does not exist. Check the path, or fetch a course dataset "
-            "with: python -m data_scripts get NAME."
-        )
+        problem = _not_a_folder(root)
+        raise DatasetLayoutError(f"Dataset folder {root}: {problem.problem}. Fix: {problem.fix}.")
     train_dir, valid_dir = root / TRAIN_SPLIT_NAME, _valid_dir(root)
     if train_dir.is_dir() and valid_dir is not None:
         classes = find_classes(train_dir, valid_dir)
@@ -544,6 +565,11 @@ def make_loaders(
 ) -> dict[str, DataLoader]:
     """``{"train": shuffled seeded loader, "valid": loader in order}``.
 
+    Worker processes start again every epoch and take their seeds from the train loader's
+    generator, the one ``fit`` saves in checkpoints: so a run resumed with
+    ``fit(resume_from=...)`` draws the same augmentations as one that was never stopped.
+    (Workers kept alive between epochs would carry random states no checkpoint holds.)
+
     >>> loaders = make_loaders(train_ds, valid_ds, batch_size=8)  # doctest: +SKIP
     >>> images, labels = next(iter(loaders["train"]))             # doctest: +SKIP
     """
@@ -557,7 +583,6 @@ def make_loaders(
     shared: dict[str, Any] = {
         "batch_size": batch_size,
         "num_workers": num_workers,
-        "persistent_workers": num_workers > 0,  # do not restart workers every epoch
         "pin_memory": torch.cuda.is_available(),
     }
     # The generator makes the shuffle order (and worker seeds) repeat for a given seed.
@@ -582,8 +607,9 @@ def _looks_like_dataset(folder: Path) -> bool:
 
 
 def _fetch_command(name: str) -> str:
+    """The one command that puts dataset ``name`` into the data folder."""
     if name == SYNTHETIC_DATASET:
-        return "python -m data_scripts synthetic (or: make data)"
+        return "python -m data_scripts synthetic"
     return f"python -m data_scripts get {name}"
 
 
@@ -629,8 +655,8 @@ def find_dataset(name: str, settings: Settings | None = None, required: bool = F
     synthetic = settings.data_root / SYNTHETIC_DATASET
     if not _looks_like_dataset(synthetic):
         raise DatasetMissingError(
-            f"Neither {folder} nor the offline fallback {synthetic} is present. Run: "
-            f"{_fetch_command(name)} (or: {_fetch_command(SYNTHETIC_DATASET)})"
+            f"Neither {folder} nor the offline fallback {synthetic} is present. Run "
+            f"{_fetch_command(name)}, or {_fetch_command(SYNTHETIC_DATASET)} for the offline set."
         )
     print(
         f"Dataset {name!r} is not in {folder}: to get it, run `{_fetch_command(name)}`. "
@@ -881,23 +907,44 @@ def compute_mean_std(dataset_or_loader: Dataset | DataLoader) -> MeanStd:
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
+def _classes_and_targets(dataset: Dataset) -> tuple[list[str], list[int]]:
+    """The class names and the label of every sample, through Subsets and ConcatDatasets."""
+    if isinstance(dataset, Subset):
+        classes, targets = _classes_and_targets(dataset.dataset)
+        return classes, [targets[index] for index in dataset.indices]
+    if isinstance(dataset, ConcatDataset):
+        parts = [_classes_and_targets(part) for part in dataset.datasets]
+        classes = parts[0][0] if parts else []
+        if any(part_classes != classes for part_classes, _ in parts):
+            raise ValueError(
+                "class_counts got a ConcatDataset whose parts have different class lists, so "
+                "label 0 does not mean the same class everywhere. Build every part with the "
+                "same classes (build_datasets shares them between splits)."
+            )
+        return classes, [target for _, targets in parts for target in targets]
+    classes, targets = getattr(dataset, "classes", None), getattr(dataset, "targets", None)
+    if classes is None or targets is None:
+        raise TypeError(
+            f"class_counts needs a dataset with .classes and .targets (an ImageFolderDataset "
+            f"or torchvision ImageFolder), or a Subset or ConcatDataset of one; got "
+            f"{type(dataset).__name__}."
+        )
+    return list(classes), [int(target) for target in targets]
+
+
 def class_counts(dataset: Dataset) -> dict[str, int]:
     """Images per class, in class order, classes without images included (as 0).
 
-    Works for datasets with ``.classes`` and ``.targets`` and for a ``Subset`` of one.
+    Works for datasets with ``.classes`` and ``.targets``, and for a ``Subset`` or
+    ``ConcatDataset`` of them (nested too).
 
     >>> class_counts(train_ds)  # doctest: +SKIP
     {'ants': 124, 'bees': 121}
     """
-    targets: Sequence[int]
-    if isinstance(dataset, Subset):
-        base = dataset.dataset
-        targets = [base.targets[i] for i in dataset.indices]  # type: ignore[attr-defined]
-    else:
-        base, targets = dataset, dataset.targets  # type: ignore[attr-defined]
-    counts = dict.fromkeys(base.classes, 0)  # type: ignore[attr-defined]
+    classes, targets = _classes_and_targets(dataset)
+    counts = dict.fromkeys(classes, 0)
     for target in targets:
-        counts[base.classes[target]] += 1  # type: ignore[attr-defined]
+        counts[classes[target]] += 1
     return counts
 
 
@@ -959,6 +1006,22 @@ class DatasetReport:
         for problem in self.problems:
             lines += [f"- {problem.path}: {problem.problem}", f"    fix: {problem.fix}"]
         return "\n".join(lines)
+
+
+def _not_a_folder(root: Path) -> Problem:
+    """Why ``root``, which is not a folder, cannot be a dataset."""
+    if root.exists():
+        return Problem(
+            root,
+            "it is a file, not a folder",
+            "pass the dataset folder, the one that holds train/ (and valid/); "
+            "if the file is an archive, extract it first",
+        )
+    return Problem(
+        root,
+        "the folder does not exist",
+        "check the path, or fetch a course dataset: python -m data_scripts get NAME",
+    )
 
 
 def _split_folders(root: Path) -> tuple[dict[str, Path], list[Problem]]:
@@ -1042,6 +1105,15 @@ def _class_mismatches(splits: dict[str, Path]) -> list[Problem]:
     train_dir, valid_dir = splits[TRAIN_SPLIT_NAME], splits[valid_name]
     in_train = {d.name for d in _visible_subdirs(train_dir)}
     in_valid = {d.name for d in _visible_subdirs(valid_dir)}
+    if not in_valid:
+        return [
+            Problem(
+                valid_dir,
+                f"{valid_name}/ has no class folders, so nothing is validated",
+                f"delete the empty {valid_dir} so that build_datasets splits {train_dir.name}/ "
+                f"into train and valid, or add one folder of images per class to it",
+            )
+        ]
     return [
         Problem(
             valid_dir / name,
@@ -1069,13 +1141,7 @@ def check_dataset(root: str | os.PathLike[str]) -> DatasetReport:
     root = Path(root)
     report = DatasetReport(root)
     if not root.is_dir():
-        report.problems.append(
-            Problem(
-                root,
-                "the folder does not exist",
-                "check the path, or fetch the dataset: python -m data_scripts get NAME",
-            )
-        )
+        report.problems.append(_not_a_folder(root))
         return report
     splits, report.problems = _split_folders(root)
     if not splits:

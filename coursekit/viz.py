@@ -18,6 +18,7 @@ This module imports only ``coursekit.config``.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -46,6 +47,8 @@ PANEL_INCHES = 2.5
 MAX_ANNOTATED_CLASSES = 20
 #: Above this many classes the class-count bars turn horizontal, so names stay readable.
 MAX_VERTICAL_BARS = 10
+#: Width of one character of a tick label (10 pt), generously: it tells when names collide.
+LABEL_CHAR_INCHES = 0.09
 #: The per-epoch lists a History (or its ``to_dict()``) provides.
 HISTORY_KEYS = ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr")
 
@@ -135,10 +138,22 @@ def _check_batch(images: torch.Tensor) -> None:
 # ----------------------------------------------------------------------------- layout
 
 
+def _grid_shape(panels: int, ncols: int) -> tuple[int, int]:
+    """(rows, columns) for ``panels`` images, at most ``ncols`` wide, rows filled evenly.
+
+    The fewest rows that fit, then the fewest columns for those rows, so that no row is
+    left mostly empty: 5 panels at most 4 wide are 3 + 2, not 4 + 1.
+
+    >>> _grid_shape(5, 4), _grid_shape(9, 4), _grid_shape(8, 4)
+    ((2, 3), (3, 3), (2, 4))
+    """
+    nrows = math.ceil(panels / max(1, min(ncols, panels)))
+    return nrows, math.ceil(panels / nrows)
+
+
 def _image_grid(panels: int, ncols: int, title: str | None = None) -> tuple[Figure, list[Axes]]:
-    """A figure with exactly ``panels`` axes, ``ncols`` per row."""
-    ncols = max(1, min(ncols, panels))
-    nrows = math.ceil(panels / ncols)
+    """A figure with exactly ``panels`` axes, at most ``ncols`` per row (see _grid_shape)."""
+    nrows, ncols = _grid_shape(panels, ncols)
     size = (PANEL_INCHES * ncols, PANEL_INCHES * nrows + (0.4 if title else 0.0))
     fig = plt.figure(figsize=size, layout="constrained")
     axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(panels)]
@@ -201,14 +216,14 @@ def show_augmentations(
 ) -> Figure:
     """The original image, then ``n`` random versions of it made by ``transform``.
 
-    ``seed`` makes the preview repeatable without touching the global random state.
+    ``seed`` makes the preview repeatable (torch's, Python's and NumPy's random numbers are
+    seeded, as transforms may use any of them) without touching the learner's random state.
 
     >>> fig = show_augmentations(load_image("cat.jpg"), train_transforms(224))  # doctest: +SKIP
     """
     if n < 1:
         raise ValueError(f"n={n}: ask for at least one augmented version.")
-    with torch.random.fork_rng(devices=[]):  # leave the learner's RNG exactly as it was
-        torch.manual_seed(seed)
+    with _seeded(seed):
         versions = [transform(image) for _ in range(n)]
     if not all(isinstance(v, torch.Tensor) for v in versions):
         raise TypeError(
@@ -221,6 +236,21 @@ def show_augmentations(
     for number, (ax, version) in enumerate(zip(axes[1:], versions, strict=True), start=1):
         _draw_image(ax, im_convert(version, mean, std), f"augmented {number}")
     return fig
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch, Python and NumPy inside the block; their previous states come back after."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def show_predictions(
@@ -415,7 +445,10 @@ def _annotate_cells(ax: Axes, matrix: np.ndarray, number_format: str) -> None:
 
 
 def plot_class_counts(counts: Mapping[str, int], title: str | None = None) -> Figure:
-    """Images per class as bars (horizontal when there are many classes), counts labelled.
+    """Images per class as bars, counts labelled, on an axis of whole numbers.
+
+    The bars are horizontal when there are many classes or when the names are too long to
+    sit side by side under vertical bars ("horizontal stripes", "checkerboard", ...).
 
     >>> fig = plot_class_counts({"ants": 124, "bees": 121})
     >>> [int(bar.get_height()) for bar in fig.axes[0].patches]
@@ -427,16 +460,21 @@ def plot_class_counts(counts: Mapping[str, int], title: str | None = None) -> Fi
         )
     names = [str(name) for name in counts]
     values = list(counts.values())
-    if len(names) > MAX_VERTICAL_BARS:
-        fig, ax = plt.subplots(figsize=(6, 0.3 * len(names) + 1.5), layout="constrained")
-        bars = ax.barh(names, values)
-        ax.invert_yaxis()  # first class at the top, like a table
-        ax.set_xlabel("images")
-    else:
-        width = max(4.0, 0.6 * len(names) + 2.0)
+    longest = max(map(len, names)) * LABEL_CHAR_INCHES  # inches
+    width = max(4.0, 0.6 * len(names) + 2.0)  # of a vertical bar chart
+    if len(names) <= MAX_VERTICAL_BARS and longest <= 0.9 * width / len(names):
         fig, ax = plt.subplots(figsize=(width, 3.5), layout="constrained")
         bars = ax.bar(names, values)
         ax.set_ylabel("images")
+        count_axis = ax.yaxis
+    else:
+        size = (4.5 + longest, 0.3 * len(names) + 1.5)
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
+        bars = ax.barh(names, values)
+        ax.invert_yaxis()  # first class at the top, like a table
+        ax.set_xlabel("images")
+        count_axis = ax.xaxis
+    count_axis.set_major_locator(MaxNLocator(integer=True))  # no "half an image" ticks
     ax.bar_label(bars)
     ax.set_title(title or "Images per class")
     return fig
@@ -492,7 +530,8 @@ def grad_cam(
     Each channel of ``target_layer``'s output is weighted by the mean gradient of the class
     score with respect to it; the ReLU of the weighted sum is upsampled to the image size.
     ``class_idx=None`` explains the predicted class. The model runs in eval mode; frozen
-    parameters are fine.
+    parameters are fine, and so is a caller inside ``torch.no_grad()`` or
+    ``torch.inference_mode()`` (gradients are switched on for this computation only).
 
     >>> heatmap = grad_cam(model, image, target_layer=model.layer4)  # doctest: +SKIP
     >>> fig = show_grad_cam(image, heatmap)                          # doctest: +SKIP
@@ -516,20 +555,23 @@ def grad_cam(
         return captured["activation"].clone()
 
     handle = target_layer.register_forward_hook(keep_activation)
-    # enable_grad: the caller may be inside torch.no_grad() (an inference cell).
+    # The caller may be inside torch.no_grad() or torch.inference_mode() (an inference
+    # cell): leave both for this computation only.
     try:
-        with _eval_mode(model), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), _eval_mode(model):
+            # A tensor made under inference_mode cannot join a graph; a copy made here can.
+            batch = batch.clone() if batch.is_inference() else batch
             logits = model(batch.to(_model_device(model)))
             score = logits[0, _pick_class(logits, class_idx)]
+            if "activation" not in captured:
+                raise ValueError(
+                    "target_layer was never called during the forward pass: pass a layer of "
+                    "this model, e.g. model.layer4 (ResNet) or model.features[-1] (VGG)."
+                )
+            activation = captured["activation"]
+            (gradients,) = torch.autograd.grad(score, activation)
     finally:
         handle.remove()
-    if "activation" not in captured:
-        raise ValueError(
-            "target_layer was never called during the forward pass: pass a layer of this "
-            "model, e.g. model.layer4 (ResNet) or model.features[-1] (VGG)."
-        )
-    activation = captured["activation"]
-    (gradients,) = torch.autograd.grad(score, activation)
     weights = gradients.mean(dim=(2, 3), keepdim=True)  # how much the score cares per channel
     cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=batch.shape[-2:], mode="bilinear", align_corners=False)

@@ -120,6 +120,18 @@ def truncated_png(path: Path) -> Path:
     return cut_in_half(save_noise(path.with_suffix(".png")))
 
 
+def truncated_bmp(path: Path) -> Path:
+    return cut_in_half(save_noise(path.with_suffix(".bmp")))
+
+
+def truncated_gif(path: Path) -> Path:
+    return cut_in_half(save_noise(path.with_suffix(".gif")))
+
+
+def truncated_tiff(path: Path) -> Path:
+    return cut_in_half(save_noise(path.with_suffix(".tiff")))
+
+
 def web_page(path: Path) -> Path:
     """A "photo" that is really the HTML error page a browser saved under an image name."""
     path.write_text("<!doctype html><title>404 Not Found</title>", encoding="utf-8")
@@ -167,6 +179,9 @@ BROKEN = {
     "zero-byte": BrokenKind(zero_bytes, "empty (0 bytes)", "copy the image again"),
     "truncated-jpeg": BrokenKind(truncated_jpeg, "truncated or corrupt", "copy it again"),
     "truncated-png": BrokenKind(truncated_png, "truncated or corrupt", "copy it again"),
+    "truncated-bmp": BrokenKind(truncated_bmp, "truncated or corrupt", "copy it again"),
+    "truncated-gif": BrokenKind(truncated_gif, "truncated or corrupt", "copy it again"),
+    "truncated-tiff": BrokenKind(truncated_tiff, "truncated or corrupt", "copy it again"),
     "corrupt-jpeg": BrokenKind(corrupt_jpeg, "truncated or corrupt", "copy it again"),
     "web-page-as-jpg": BrokenKind(web_page, "not an image", "replace it with a real image"),
     "decompression-bomb": BrokenKind(decompression_bomb, "decompression bomb", "MAX_IMAGE_PIXELS"),
@@ -688,6 +703,11 @@ class CtrlCHalfway:
         return chunk
 
 
+def downloaded_files(data_root: Path) -> list[Path]:
+    """What a download keeps in ``.downloads/``, leaving out the empty lock files of finished runs."""
+    return sorted(p for p in (data_root / ".downloads").iterdir() if p.suffix != ".lock")
+
+
 def test_ctrl_c_during_a_download_installs_nothing_and_the_rerun_resumes(
     tmp_path, monkeypatch, capsys, no_waiting
 ):
@@ -705,7 +725,7 @@ def test_ctrl_c_during_a_download_installs_nothing_and_the_rerun_resumes(
         err = capsys.readouterr().err
         assert "Nothing half-done was installed" in err and "run the command again" in err
         assert sorted(p.name for p in root.iterdir()) == [".downloads"]  # no dataset, no scratch
-        (part,) = (root / ".downloads").iterdir()
+        (part,) = downloaded_files(root)
         assert part.name.endswith(".part") and part.stat().st_size == archive.stat().st_size // 2
         status = {s.name: s for s in ck.dataset_status(ck.get_settings("full", data_root=root))}
         assert not status["hymenoptera"].present  # no lesson mistakes it for a dataset
@@ -714,7 +734,7 @@ def test_ctrl_c_during_a_download_installs_nothing_and_the_rerun_resumes(
         assert get_hymenoptera(root) == 0
         assert server.requests[-1][1] == f"bytes={arrived}-"  # resumed, not restarted
     assert snapshot(root / "hymenoptera") == snapshot(tree)
-    assert sorted(p.name for p in (root / ".downloads").iterdir()) == [archive.name]
+    assert [p.name for p in downloaded_files(root)] == [archive.name]
 
 
 # --------------------------------------------------------------------------- archives
@@ -831,7 +851,7 @@ def test_offline_get_names_the_url_and_how_to_install_from_a_file(tmp_path, caps
     assert "https://download.pytorch.org/tutorial/hymenoptera_data.zip" in err
     assert "offline" in err and "get hymenoptera --from PATH" in err
     assert not (root / "hymenoptera").exists()
-    assert [p.name for p in (root / ".downloads").iterdir()] == []  # nothing half-done kept
+    assert downloaded_files(root) == []  # nothing half-done kept
 
 
 def test_offline_weights_command_says_how_to_install_from_a_folder(

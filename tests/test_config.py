@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+import tomllib
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from _pytest.config import parse_warning_filter
+from matplotlib import MatplotlibDeprecationWarning
 
 from coursekit import config
 from coursekit.config import Settings, SettingsError, get_settings
@@ -75,13 +79,30 @@ def test_keyword_overrides_win_over_environment(monkeypatch):
         ("COURSE_DEVICE", "tpu", "device='tpu' is not known"),
         ("COURSE_VALIDATION_SPLIT", "1.5", "validation_split=1.5"),
         ("COURSE_RESIZE_SIZE", "100", "resize_size=100 is smaller than image_size=224"),
+        ("COURSE_NUM_WORKERS", "-1", "num_workers=-1 must be at least 0"),
+        ("COURSE_TRAIN_PER_CLASS", "0", "train_per_class=0 must be at least 1, or None"),
+        ("COURSE_VALID_PER_CLASS", "-2", "valid_per_class=-2 must be at least 1, or None"),
+        ("COURSE_TOP_K", "0", "top_k=0 must be at least 1"),
+        ("COURSE_GALLERY_SIZE", "0", "gallery_size=0 must be at least 1"),
+        ("COURSE_TIMING_RUNS", "0", "timing_runs=0 must be at least 1"),
+        ("COURSE_WARMUP_RUNS", "-1", "warmup_runs=-1 must be at least 0"),
+        ("COURSE_LR", "0", "lr=0.0 must be a number above 0"),
+        ("COURSE_LR", "nan", "lr=nan must be a number above 0"),
+        ("COURSE_FINE_TUNE_LR", "-1e-4", "fine_tune_lr=-0.0001 must be a number above 0"),
+        ("COURSE_HEAD_LR_MULTIPLIER", "0", "head_lr_multiplier=0.0 must be a number above 0"),
+        ("COURSE_LR_GAMMA", "0", "lr_gamma=0.0 must be above 0 and at most 1"),
+        ("COURSE_LR_GAMMA", "1.5", "lr_gamma=1.5 must be above 0 and at most 1"),
+        ("COURSE_VALIDATION_SPLIT", "0", "validation_split=0.0 must be between 0 and 1"),
+        ("COURSE_ARCH", " ", "arch is empty"),
+        ("COURSE_DATA_ROOT", "", "COURSE_DATA_ROOT is set but empty"),
+        ("COURSE_RUNS_DIR", "  ", "COURSE_RUNS_DIR is set but empty"),
     ],
 )
 def test_bad_values_name_the_setting(monkeypatch, key, value, needle):
     monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError) as info:
         get_settings("full")
-    assert needle in str(info.value)
+    assert needle in str(info.value) and key in str(info.value)
 
 
 def test_describe_overrides_lists_every_field():
@@ -142,3 +163,129 @@ def test_strict_warnings_turns_torch_deprecations_into_errors(monkeypatch):
         with pytest.raises(UserWarning, match="deprecated"):
             torchvision.models.resnet18(pretrained=False)
         torchvision.models.resnet18(weights=None)  # the weights API stays quiet
+
+
+# --------------------------------------------------------------------------- strict warnings
+
+
+def third_party_deprecation(module: str, category: type[Warning], message: str) -> None:
+    """A deprecation warning that ``module`` (not torch) reports against its own line."""
+    warnings.warn_explicit(message, category, f"{module.replace('.', '/')}.py", 1, module=module)
+
+
+#: Deprecated torch calls that torch reports against the CALLER's line (this test file).
+TORCH_DEPRECATIONS = {
+    "cuda-amp-autocast": (FutureWarning, lambda: torch.cuda.amp.autocast(enabled=False)),
+    "F.upsample": (UserWarning, lambda: F.upsample(torch.zeros(1, 1, 2, 2), scale_factor=2)),
+    "torch.range": (UserWarning, lambda: torch.range(1, 3)),
+}
+OTHER_DEPRECATIONS = {
+    "matplotlib": (
+        "matplotlib.cbook",
+        MatplotlibDeprecationWarning,
+        "The foo function was deprecated in Matplotlib 3.9 and will be removed in 3.11.",
+    ),
+    "jupyter": ("jupyter_client.session", DeprecationWarning, "Session.key is deprecated"),
+}
+
+
+def install_filters(how: str, monkeypatch) -> None:
+    """The strict filters of a lesson (start_lesson in CI) or of pytest (pyproject.toml)."""
+    warnings.resetwarnings()  # only the filters under test count
+    warnings.simplefilter("always", append=True)  # what no filter matches is shown, every time
+    if how == "start_lesson":
+        monkeypatch.setenv("COURSE_STRICT_WARNINGS", "1")
+        config.start_lesson("smoke")
+        return
+    ini = tomllib.loads((config.REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for entry in ini["tool"]["pytest"]["ini_options"]["filterwarnings"]:
+        warnings.filterwarnings(*parse_warning_filter(entry, escape=False))  # as pytest does
+
+
+@pytest.mark.parametrize("how", ["start_lesson", "pyproject"])
+@pytest.mark.parametrize("call", TORCH_DEPRECATIONS)
+def test_torch_deprecations_reported_at_the_callers_line_are_errors(monkeypatch, how, call):
+    category, deprecated_call = TORCH_DEPRECATIONS[call]
+    with warnings.catch_warnings():
+        install_filters(how, monkeypatch)
+        with pytest.raises(category, match="deprecated"):
+            deprecated_call()
+
+
+@pytest.mark.parametrize("how", ["start_lesson", "pyproject"])
+@pytest.mark.parametrize("library", OTHER_DEPRECATIONS)
+def test_other_libraries_deprecations_stay_warnings(monkeypatch, how, library):
+    module, category, message = OTHER_DEPRECATIONS[library]
+    with warnings.catch_warnings(record=True) as caught:
+        install_filters(how, monkeypatch)
+        third_party_deprecation(module, category, message)
+    assert [(type(w.message), str(w.message)) for w in caught] == [(category, message)]
+
+
+def test_pyproject_uses_the_same_message_pattern_as_strict_warnings():
+    ini = (config.REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for category in ("DeprecationWarning", "FutureWarning", "UserWarning"):
+        assert f"'error:{config._TORCH_DEPRECATION_MESSAGE}:{category}'" in ini
+
+
+# --------------------------------------------------------------------------- overrides and ranges
+
+
+def test_keyword_overrides_given_as_text_are_read_like_environment_variables(tmp_path):
+    s = get_settings("smoke", epochs="3", lr="0.5", data_root=str(tmp_path), train_per_class="all")
+    assert (s.epochs, s.lr, s.data_root, s.train_per_class) == (3, 0.5, tmp_path, None)
+    assert isinstance(s.epochs, int) and isinstance(s.lr, float)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"epochs": "three"}, "COURSE_EPOCHS='three' is not an integer"),
+        ({"epochs": 2.5}, "epochs=2.5 must be an integer, not float"),
+        ({"batch_size": True}, "batch_size=True must be an integer, not bool"),
+        ({"arch": 18}, "arch=18 must be text, not int"),
+        ({"data_root": 3}, "data_root=3 must be a folder path, not int"),
+        ({"epoch": 3}, "'epoch' is not a setting: did you mean 'epochs'?"),
+    ],
+)
+def test_keyword_overrides_of_the_wrong_type_name_the_setting(overrides, needle):
+    with pytest.raises(SettingsError) as info:
+        get_settings("smoke", **overrides)
+    assert needle in str(info.value)
+
+
+def test_edge_values_that_are_allowed():
+    s = get_settings("full", num_workers=0, warmup_runs=0, lr_gamma=1, valid_per_class=None)
+    assert (s.num_workers, s.warmup_runs, s.lr_gamma, s.valid_per_class) == (0, 0, 1.0, None)
+
+
+def test_an_unknown_course_variable_is_warned_about_with_the_close_match(monkeypatch):
+    monkeypatch.setenv("COURSE_EPOCH", "3")
+    with pytest.warns(UserWarning, match="COURSE_EPOCH is not a course setting") as caught:
+        settings = get_settings("smoke")
+    assert settings.epochs == Settings.for_mode("smoke").epochs  # the typo changes nothing
+    assert len(caught) == 1 and "Did you mean COURSE_EPOCHS?" in str(caught[0].message)
+    assert "\n" not in str(caught[0].message)
+
+
+def test_course_variables_that_are_not_settings_are_not_warned_about(monkeypatch):
+    for key in config.NON_SETTING_VARIABLES:
+        monkeypatch.setenv(key, "smoke" if key == "COURSE_MODE" else "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_settings()
+
+
+# --------------------------------------------------------------------------- the banner
+
+
+def test_full_banner_names_the_device_auto_picks():
+    banner = get_settings("full").banner()
+    assert f"device {config.pick_device('auto')} (auto)" in banner and "device auto" not in banner
+    assert "device cpu." in get_settings("full", device="cpu").banner()
+
+
+def test_full_banner_says_when_the_chosen_device_is_missing(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    banner = get_settings("full", device="cuda").banner()
+    assert "device cuda is NOT available here" in banner and "COURSE_DEVICE=auto" in banner

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import pickle
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Subset, TensorDataset
 from torchvision import transforms
+from torchvision.datasets import ImageFolder
 from torchvision.models import ResNet18_Weights
 
 from coursekit.config import IMAGENET_MEAN, IMAGENET_STD, get_settings
@@ -39,6 +40,7 @@ from coursekit.data import (
     train_transforms,
     weights_transforms,
 )
+from coursekit.train import fit, last_checkpoint_path
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -50,11 +52,11 @@ def save(path: Path, mode: str = "RGB", size: tuple[int, int] = (8, 8), color=RE
     return path
 
 
-def save_noise(path: Path, size: int = 32) -> Path:
+def save_noise(path: Path, size: int = 32, **options) -> Path:
     """An image that compresses badly, so that cutting the file in half truncates pixel data."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
+    Image.fromarray(pixels).save(path, **options)
     return path
 
 
@@ -314,6 +316,84 @@ def test_verify_drops_unreadable_files_and_names_them(tmp_path, capsys):
     assert [load_image(p).mode for p, _ in train_ds.samples + valid_ds.samples] == ["RGB"] * 6
 
 
+#: Every image extension the course reads, and the options that make Pillow write it.
+FORMATS = {
+    ".jpg": {},
+    ".jpeg": {},
+    ".png": {},
+    ".bmp": {},
+    ".gif": {},
+    ".webp": {},
+    ".webp-lossless": {"lossless": True},
+    ".tif": {},
+    ".tiff-lzw": {"compression": "tiff_lzw"},
+}
+
+
+@pytest.mark.parametrize("image_format", FORMATS)
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")  # a cut TIFF's EXIF is cut too
+def test_verify_drops_a_truncated_file_of_every_format(tmp_path, capsys, image_format):
+    suffix = image_format.split("-")[0]
+    make_tree(tmp_path, {"train/a": 2, "valid/a": 1})
+    cut = tmp_path / "train" / "a" / f"cut{suffix}"
+    whole = tmp_path / "train" / "a" / f"whole{suffix}"
+    for path in (cut, whole):
+        save_noise(path, **FORMATS[image_format])
+    truncate(cut)
+    train_ds, _ = build_datasets(tmp_path, None, None)
+    assert str(cut) in capsys.readouterr().out
+    assert sorted(path.name for path, _ in train_ds.samples) == ["00.png", "01.png", whole.name]
+    assert all(image.mode == "RGB" for image, _ in train_ds)  # what is kept really loads
+
+
+def test_adding_a_class_leaves_the_split_of_the_other_classes_alone(tmp_path, capsys):
+    make_tree(tmp_path, {"cats": 10, "dogs": 10})
+
+    def split_of(names: set[str]) -> tuple[set[Path], set[Path]]:
+        train_ds, valid_ds = build_datasets(tmp_path, None, None, validation_split=0.3)
+        return tuple(
+            {path for path, target in ds.samples if ds.classes[target] in names}
+            for ds in (train_ds, valid_ds)
+        )
+
+    before = split_of({"cats", "dogs"})
+    make_tree(tmp_path, {"bats": 10})  # sorts first: every other class index moves up by one
+    assert split_of({"cats", "dogs"}) == before
+    assert not before[0] & before[1]
+
+
+def test_adding_a_class_leaves_the_per_class_subset_of_the_others_alone(tmp_path):
+    make_tree(tmp_path, {"cats": 10, "dogs": 10})
+    before = set(ImageFolderDataset(tmp_path, per_class=3).samples)
+    make_tree(tmp_path, {"bats": 10})
+    after = ImageFolderDataset(tmp_path, per_class=3)
+    kept = {(path, target - 1) for path, target in after.samples if path.parent.name != "bats"}
+    assert kept == before
+
+
+def test_split_does_not_depend_on_listing_order_even_where_paths_ignore_case():
+    # Windows paths compare without case: sorting them alone would keep the listing order.
+    samples = [(PureWindowsPath(f"C:/data/Cats/{name}.png"), 0) for name in "AaBbCcDdEe"]
+    assert split_samples(samples, 0.2, seed=1) == split_samples(samples[::-1], 0.2, seed=1)
+
+
+def test_an_empty_valid_folder_suggests_removing_it_so_train_is_split(tmp_path, capsys):
+    make_tree(tmp_path, {"train/a": 3, "train/b": 3})
+    (tmp_path / "valid").mkdir()
+    build_datasets(tmp_path, None, None)
+    printed = capsys.readouterr().out
+    assert f"{tmp_path / 'valid'} has no readable images" in printed
+    assert "Remove that folder" in printed and "delete the class folders" not in printed
+    assert printed.count("\n") == 1
+
+
+def test_a_file_instead_of_a_dataset_folder_is_named_as_a_file(tmp_path):
+    archive = tmp_path / "pets.zip"
+    archive.write_bytes(b"PK")
+    with pytest.raises(DatasetLayoutError, match="it is a file, not a folder.*extract it first"):
+        build_datasets(archive, None, None)
+
+
 def test_a_class_without_training_images_is_warned_about(tmp_path, capsys):
     make_tree(tmp_path, {"train/a": 2, "valid/a": 1, "valid/b": 1})
     build_datasets(tmp_path, None, None)
@@ -366,8 +446,48 @@ def test_dataset_pickles_and_works_with_worker_processes(tensor_datasets):
     assert copy.samples == valid_ds.samples
     assert torch.equal(copy[0][0], valid_ds[0][0])
     loaders = make_loaders(train_ds, valid_ds, batch_size=5, num_workers=1)
-    assert loaders["valid"].persistent_workers
+    assert not loaders["train"].persistent_workers  # restarted, and so re-seeded, every epoch
     assert [len(y) for _, y in loaders["valid"]] == [5]
+
+
+class RandomShade:
+    """An augmentation drawn from torch's RNG: in a worker process, from the worker's seed."""
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return transforms.functional.to_tensor(image) * torch.rand(1)
+
+
+def fit_tiny(train_ds, valid_ds, epochs: int, checkpoint: Path, resume: bool = False):
+    """A fresh tiny model and fresh loaders (num_workers=2), as a new session would build them."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loaders = make_loaders(train_ds, valid_ds, batch_size=2, num_workers=2, seed=3)
+    return fit(
+        model,
+        loaders,
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        epochs=epochs,
+        device="cpu",
+        progress=False,
+        checkpoint_path=checkpoint,
+        resume_from=last_checkpoint_path(checkpoint) if resume else None,
+    )
+
+
+def test_resuming_with_worker_processes_repeats_the_uninterrupted_run(tmp_path):
+    make_tree(tmp_path / "data", {"train/a": 4, "train/b": 4, "valid/a": 2, "valid/b": 2})
+    shade = transforms.Compose([transforms.Resize((4, 4)), RandomShade()])
+    datasets = build_datasets(tmp_path / "data", shade, shade)
+
+    straight = fit_tiny(*datasets, epochs=2, checkpoint=tmp_path / "straight.pt")
+    fit_tiny(*datasets, epochs=1, checkpoint=tmp_path / "resumed.pt")
+    resumed = fit_tiny(*datasets, epochs=2, checkpoint=tmp_path / "resumed.pt", resume=True)
+
+    assert straight.train_loss[0] != straight.train_loss[1]  # the augmentation does vary
+    assert (resumed.train_loss, resumed.train_acc) == (straight.train_loss, straight.train_acc)
+    assert (resumed.valid_loss, resumed.valid_acc) == (straight.valid_loss, straight.valid_acc)
 
 
 def test_empty_training_set_is_refused(tmp_path):
@@ -462,9 +582,10 @@ def test_weights_transforms_match_torchvision(photo, weights):
 
 
 def test_eval_transforms_reproduce_the_resnet_preset(photo):
-    # Resize 256 -> CenterCrop 224 -> ImageNet normalization is what the preset does.
+    # Resize 256 -> CenterCrop 224 -> ImageNet normalization is what the preset does, with
+    # the same resampling and arithmetic: the tensors are equal, not just close.
     ours = eval_transforms(224, 256)(photo)
-    assert torch.allclose(ours, ResNet18_Weights.DEFAULT.transforms()(photo), atol=0.05)
+    assert torch.equal(ours, ResNet18_Weights.DEFAULT.transforms()(photo))
 
 
 def test_unknown_weights_name_is_explained():
@@ -518,6 +639,25 @@ def test_class_counts_keep_class_order_and_zeros(tmp_path):
     assert class_counts(Subset(dataset, [0, 4])) == {"a": 1, "b": 1, "c": 0}
 
 
+def test_class_counts_of_nested_subsets_and_concatenations_match_imagefolder(tmp_path):
+    make_tree(tmp_path, {"b": 2, "a": 3})
+    ours, theirs = ImageFolderDataset(tmp_path), ImageFolder(str(tmp_path))
+    nested = Subset(Subset(ours, [0, 1, 3, 4]), [1, 2, 3])  # a, b, b
+    both = ConcatDataset([ours, Subset(theirs, [0])])
+    assert class_counts(nested) == {"a": 1, "b": 2}
+    assert class_counts(both) == {"a": 4, "b": 2}
+    assert class_counts(Subset(both, [0, 5])) == {"a": 2, "b": 0}
+
+
+def test_class_counts_explain_what_they_need(tmp_path):
+    make_tree(tmp_path, {"a": 1, "b": 1})
+    with pytest.raises(TypeError, match=r"\.classes and \.targets.*TensorDataset"):
+        class_counts(Subset(TensorDataset(torch.zeros(2)), [0]))
+    other = ImageFolderDataset(tmp_path, classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="different class lists"):
+        class_counts(ConcatDataset([ImageFolderDataset(tmp_path), other]))
+
+
 # --------------------------------------------------------------------------- find_dataset
 
 
@@ -547,8 +687,13 @@ def test_find_dataset_required_raises_with_the_fetch_command(tmp_path):
 
 def test_find_dataset_without_synthetic_says_how_to_make_it(tmp_path):
     for name in ["synthetic", "hymenoptera"]:
-        with pytest.raises(DatasetMissingError, match="python -m data_scripts synthetic"):
+        with pytest.raises(DatasetMissingError, match="python -m data_scripts synthetic") as info:
             find_dataset(name, settings_for(tmp_path))
+        assert "(or:" not in str(info.value)  # one flat sentence, no nested alternatives
+    assert str(info.value).endswith(
+        "Run python -m data_scripts get hymenoptera, or python -m data_scripts synthetic for "
+        "the offline set."
+    )
 
 
 def test_settings_dataset_wins_by_name_or_path(tmp_path):

@@ -153,3 +153,24 @@ def test_python_dash_m_entry_point(tmp_path):
     )
     assert result.returncode == 1, result.stderr
     assert "2.jpg" in result.stdout and "empty (0 bytes)" in result.stdout
+
+
+def test_a_file_is_reported_as_a_file_not_a_missing_folder(tmp_path, capsys):
+    archive = tmp_path / "flowers102.zip"
+    archive.write_bytes(b"PK\x03\x04")
+    (problem,) = check_dataset(archive).problems
+    assert problem.problem == "it is a file, not a folder" and "extract it first" in problem.fix
+    assert main(["check-data", str(archive)]) == 1
+    out = capsys.readouterr().out
+    assert f"- {archive}: it is a file, not a folder" in out and "does not exist" not in out
+
+
+def test_an_empty_valid_folder_is_one_problem_whose_fix_is_to_remove_it(tmp_path):
+    save(tmp_path / "train" / "cats" / "a.png")
+    save(tmp_path / "train" / "dogs" / "a.png")
+    (tmp_path / "valid").mkdir()
+    (problem,) = check_dataset(tmp_path).problems
+    assert problem.path == tmp_path / "valid" and "nothing is validated" in problem.problem
+    assert f"delete the empty {tmp_path / 'valid'} so that build_datasets splits train/" in (
+        problem.fix
+    )

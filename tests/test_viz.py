@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import matplotlib
@@ -153,6 +154,44 @@ def test_show_augmentations_flip_matches_the_flipped_image(figures):
     np.testing.assert_allclose(
         fig.axes[1].images[0].get_array(), pixels[:, ::-1] / 255.0, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("n", range(1, 12))
+def test_show_augmentations_fills_its_rows_evenly(figures, n):
+    fig = viz.show_augmentations(Image.new("RGB", (8, 8)), transforms.ToTensor(), n=n, ncols=4)
+    figures(fig)
+    nrows, ncols, _, _ = fig.axes[0].get_subplotspec().get_geometry()
+    panels = n + 1
+    assert len(fig.axes) == panels
+    assert nrows == -(-panels // 4) and ncols <= 4  # as few rows as fit, at most 4 wide
+    assert nrows * ncols - panels < nrows  # no row short by more than one panel (5 = 3 + 2)
+
+
+def test_show_augmentations_repeats_transforms_that_use_python_and_numpy_random(figures):
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    flips = [transforms.RandomHorizontalFlip(p=1.0), transforms.RandomVerticalFlip(p=1.0)]
+    pipeline = transforms.Compose(
+        [
+            transforms.RandomChoice(flips),  # draws with Python's random module
+            transforms.Lambda(lambda im: im.rotate(90 * np.random.randint(4))),  # NumPy's
+            transforms.ToTensor(),
+        ]
+    )
+    random.seed(5)
+    np.random.seed(5)
+    expected = random.random(), np.random.rand()
+    random.seed(5)
+    np.random.seed(5)
+
+    first = viz.show_augmentations(image, pipeline, n=6, mean=None, std=None, seed=3)
+    again = viz.show_augmentations(image, pipeline, n=6, mean=None, std=None, seed=3)
+    figures(first), figures(again)
+
+    assert (random.random(), np.random.rand()) == expected  # the learner's streams untouched
+    drawn = [ax.images[0].get_array() for ax in first.axes[1:]]
+    for a, b in zip(drawn, (ax.images[0].get_array() for ax in again.axes[1:]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(drawn[0], other) for other in drawn[1:])  # they do vary
 
 
 def test_show_augmentations_needs_a_tensor_transform():
@@ -346,6 +385,42 @@ def test_plot_class_counts_vertical_then_horizontal(figures):
         viz.plot_class_counts({})
 
 
+def tick_label_boxes(fig: Figure, labels) -> list:
+    fig.canvas.draw()
+    return [label.get_window_extent(fig.canvas.get_renderer()) for label in labels]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["horizontal stripes", "triangle", "vertical stripes"],
+        ["circle", "square", "triangle", "star", "cross", "ring"],
+        ["ants", "bees"],
+        [f"a rather long class name {i}" for i in range(8)],
+        [str(i) for i in range(viz.MAX_VERTICAL_BARS)],
+    ],
+)
+def test_plot_class_counts_names_never_overlap(figures, names):
+    fig = viz.plot_class_counts(dict.fromkeys(names, 3))
+    figures(fig)
+    ax = fig.axes[0]
+    horizontal = ax.yaxis_inverted()
+    labels = ax.get_yticklabels() if horizontal else ax.get_xticklabels()
+    assert [label.get_text() for label in labels] == names
+    boxes = tick_label_boxes(fig, labels)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+@pytest.mark.parametrize("classes", [2, viz.MAX_VERTICAL_BARS + 2])
+def test_plot_class_counts_ticks_are_whole_images(figures, classes):
+    fig = viz.plot_class_counts({f"c{i}": 1 + i % 2 for i in range(classes)})  # counts 1 and 2
+    figures(fig)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    ticks = ax.get_xticks() if ax.yaxis_inverted() else ax.get_yticks()
+    assert len(ticks) >= 3 and all(float(tick).is_integer() for tick in ticks)
+
+
 # ----------------------------------------------------------------------------- Grad-CAM
 
 
@@ -422,6 +497,18 @@ def test_grad_cam_frozen_no_grad_inplace_and_cleans_up(cam_setup):
     assert 0 <= first.min() and first.max() <= 1
     assert len(model.target._forward_hooks) == 0 and len(model.target._backward_hooks) == 0
     assert inplace.training and all(p.grad is None for p in inplace.parameters())
+
+
+def test_grad_cam_works_inside_inference_mode(cam_setup):
+    model, image = cam_setup
+    expected = hand_grad_cam(model, image, 2)
+    with torch.inference_mode():
+        made_here = image.clone()  # an inference tensor, which autograd cannot use as is
+        from_inside = viz.grad_cam(model, made_here, model.target, class_idx=2)
+        torch.testing.assert_close(from_inside, expected)
+        torch.testing.assert_close(viz.grad_cam(model, image, model.target, 2), expected)
+    torch.testing.assert_close(viz.grad_cam(model, made_here, model.target, 2), expected)
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_grad_cam_errors_name_the_fix(cam_setup):
