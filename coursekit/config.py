@@ -17,6 +17,7 @@ This module imports nothing else from coursekit, so every other module may impor
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import difflib
 import math
 import numbers
@@ -357,15 +358,28 @@ def describe_overrides() -> str:
 
 
 def default_num_workers() -> int:
-    """DataLoader workers that are safe where the course runs.
+    """DataLoader workers that are safe where the course runs: up to 2 with ``fork``, else 0.
 
-    Worker processes in a notebook on Windows and macOS use ``spawn`` and must re-import
-    the notebook's code, which fails for functions defined in cells; there we use 0.
-    On Linux, up to 2 workers overlap image decoding with training.
+    A worker started with ``spawn`` or ``forkserver`` (Windows, macOS, Linux from Python
+    3.14) must re-import the code it runs, which fails for functions defined in notebook
+    cells; a ``fork``-ed worker is a copy of the notebook's process. With ``fork``, up to 2
+    workers overlap image decoding with training.
+
+    >>> default_num_workers() in (0, 1, 2)
+    True
     """
-    if sys.platform.startswith("win") or platform.system() == "Darwin":
+    if _start_method() != "fork":
         return 0
     return min(2, os.cpu_count() or 1)
+
+
+def _start_method() -> str:
+    """The multiprocessing start method DataLoader workers will use here."""
+    if sys.platform.startswith("win") or platform.system() == "Darwin":
+        return "spawn"  # the default there, whatever has been set in this process
+    return multiprocessing.get_start_method(allow_none=True) or (
+        multiprocessing.get_context().get_start_method()
+    )
 
 
 def pick_device(preference: str = "auto") -> torch.device:

@@ -143,7 +143,13 @@ def test_num_workers_default_is_safe_for_the_platform(monkeypatch):
     monkeypatch.setattr(config.platform, "system", lambda: "Darwin")
     assert config.default_num_workers() == 0
     monkeypatch.setattr(config.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(config.multiprocessing, "get_start_method", lambda allow_none: "fork")
     assert 1 <= config.default_num_workers() <= 2
+    # Linux from Python 3.14 starts workers with forkserver: cell-defined code breaks there too.
+    monkeypatch.setattr(
+        config.multiprocessing, "get_start_method", lambda allow_none: "forkserver"
+    )
+    assert config.default_num_workers() == 0
 
 
 def test_start_lesson_prints_one_line_and_seeds(capsys):
