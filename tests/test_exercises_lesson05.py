@@ -172,30 +172,106 @@ def test_q3_template_is_not_attempted():
 # ----------------------------------------------------------------------------- q4
 
 
-def count_trainable(model):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def freeze_all_but_last_stage(model):
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for parameter in [*model.layer4.parameters(), *model.fc.parameters()]:
+        parameter.requires_grad = True
+    return model
 
 
 def test_q4_solution_passes():
-    assert_passes(ex.q4, count_trainable)
+    assert_passes(ex.q4, freeze_all_but_last_stage)
 
 
-def test_q4_counting_everything_or_tensors_fails():
-    def everything(model):
-        return sum(p.numel() for p in model.parameters())
+def test_q4_solution_with_coursekit_passes():
+    import coursekit as ck
 
-    def tensors(model):
-        return len([p for p in model.parameters() if p.requires_grad])
+    def with_coursekit(model):
+        ck.freeze(model)
+        ck.unfreeze(model, ["layer4", "fc"])
+        return model
 
-    assert_fails(ex.q4, everything, message_contains="counted every parameter")
-    assert_fails(ex.q4, tensors, message_contains="tensors")
+    assert_passes(ex.q4, with_coursekit)
+
+
+def test_q4_works_on_a_torchvision_resnet_too():
+    import torchvision
+
+    model = freeze_all_but_last_stage(torchvision.models.resnet18(weights=None, num_classes=3))
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"layer4", "fc"}
+
+
+def only_trainable(model, *parts):
+    """Freeze ``model``, then unfreeze the named parts: the shape of a typical wrong answer."""
+    model.requires_grad_(False)
+    for part in parts:
+        getattr(model, part).requires_grad_(True)
+    return model
+
+
+def test_q4_only_the_head_or_only_the_stage_fails():
+    assert_fails(
+        ex.q4, lambda model: only_trainable(model, "fc"), message_contains="all of `layer4` ends up"
+    )
+    assert_fails(
+        ex.q4,
+        lambda model: only_trainable(model, "layer4"),
+        message_contains="the head ends up frozen (fc.weight, fc.bias)",
+    )
+    assert_fails(
+        ex.q4,
+        lambda model: only_trainable(model, "layer3", "layer4", "fc"),
+        message_contains="these parts still train: layer3.",
+    )
+
+
+def test_q4_earlier_stages_left_trainable_fail():
+    def freezes_stages_only(model):
+        for stage in (model.layer1, model.layer2, model.layer3):
+            stage.requires_grad_(False)
+        return model
+
+    def unfreezes_without_freezing(model):
+        model.layer4.requires_grad_(True)
+        model.fc.requires_grad_(True)
+        return model
+
+    assert_fails(ex.q4, freezes_stages_only, message_contains="these parts still train: conv1, bn1")
+    assert_fails(ex.q4, unfreezes_without_freezing, message_contains="nothing is frozen")
+
+
+def test_q4_convolutions_only_fails():
+    def convs_only(model):
+        freeze_all_but_last_stage(model)
+        for module in model.layer4.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.requires_grad_(False)
+        return model
+
+    assert_fails(
+        ex.q4, convs_only, message_contains="part of `layer4` ends up frozen (layer4.1.weight"
+    )
+
+
+def test_q4_everything_frozen_and_replaced_head_fail():
+    def replaced(model):
+        freeze_all_but_last_stage(model)
+        model.fc = nn.Linear(model.fc.in_features, model.fc.out_features)
+        return model
+
+    assert_fails(ex.q4, only_trainable, message_contains="nothing trains afterwards")
+    assert_fails(ex.q4, replaced, message_contains="The head changed")
 
 
 def test_q4_template_is_not_attempted():
     def template(model):
-        return ____
+        ____  # noqa: B018
+        return model
 
     assert_not_attempted(ex.q4, template)
+    assert_not_attempted(ex.q4, ____)
 
 
 def test_checkers_never_raise_on_odd_answers():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.optim.lr_scheduler import StepLR
 
 from coursekit.exercises import ____, assert_fails, assert_not_attempted, assert_passes, core
 from coursekit.exercises import lesson06 as ex
@@ -68,8 +69,20 @@ def test_q1_wrong_learning_rates_fail():
         groups[1]["lr"] = base_lr
         return groups
 
+    def swapped(model, base_lr):
+        groups = make_param_groups(model, base_lr)
+        groups[0]["lr"], groups[1]["lr"] = groups[1]["lr"], groups[0]["lr"]
+        return groups
+
+    def head_too_slow(model, base_lr):
+        groups = make_param_groups(model, base_lr)
+        groups[1]["lr"] = 2 * base_lr
+        return groups
+
     assert_fails(ex.q1, divided, message_contains="10x SLOWER")
-    assert_fails(ex.q1, same_lr, message_contains="should be 10 * base_lr")
+    assert_fails(ex.q1, same_lr, message_contains="Every parameter learns at 0.0001")
+    assert_fails(ex.q1, swapped, message_contains="The rates are swapped")
+    assert_fails(ex.q1, head_too_slow, message_contains="should be 10 * base_lr = 0.001")
 
 
 def test_q1_optimizer_instead_of_groups_fails():
@@ -89,50 +102,123 @@ def test_q1_template_is_not_attempted():
 # ----------------------------------------------------------------------------- q2
 
 
-def make_scheduler(optimizer, step_size, gamma):
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+def start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma):
+    for parameter in model.parameters():
+        parameter.requires_grad = True
+    optimizer = torch.optim.Adam(make_param_groups(model, base_lr))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    return optimizer, scheduler
 
 
 def test_q2_solution_passes():
-    assert_passes(ex.q2, make_scheduler)
+    assert_passes(ex.q2, start_fine_tuning)
+
+
+def test_q2_coursekit_helpers_pass_too():
+    import coursekit as ck
+
+    def with_coursekit(model, head_optimizer, base_lr, step_size, gamma):
+        ck.unfreeze(model)
+        optimizer = torch.optim.SGD(ck.param_groups(model, base_lr, 10.0), momentum=0.9)
+        return optimizer, StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    assert_passes(ex.q2, with_coursekit)
 
 
 def test_q2_scheduler_on_the_old_optimizer_fails():
-    old_optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    old_scheduler = torch.optim.lr_scheduler.StepLR(old_optimizer, step_size=3, gamma=0.5)
+    def old_optimizer(model, head_optimizer, base_lr, step_size, gamma):
+        optimizer, _ = start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma)
+        return optimizer, StepLR(head_optimizer, step_size=step_size, gamma=gamma)
 
-    def keeps_the_old_one(optimizer, step_size, gamma):
-        return old_scheduler
+    def unrelated_optimizer(model, head_optimizer, base_lr, step_size, gamma):
+        optimizer, _ = start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma)
+        other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+        return optimizer, StepLR(other, step_size=step_size, gamma=gamma)
 
-    assert_fails(ex.q2, keeps_the_old_one, message_contains="drives a different optimizer")
-
-
-def test_q2_hard_coded_numbers_fail():
-    def seven_epochs(optimizer, step_size, gamma):
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=7, gamma=gamma)
-
-    def every_epoch(optimizer, step_size, gamma):
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=gamma)
-
-    def tenth(optimizer, step_size, gamma):
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.1)
-
-    assert_fails(ex.q2, seven_epochs, message_contains="should be 0.1 x 0.5 = 0.05")
-    assert_fails(ex.q2, every_epoch, message_contains="after 1 step(s)")
-    assert_fails(ex.q2, tenth, message_contains="Pass both `step_size` and `gamma`")
+    assert_fails(ex.q2, old_optimizer, message_contains="drives `head_optimizer`")
+    assert_fails(ex.q2, unrelated_optimizer, message_contains="another optimizer")
 
 
-def test_q2_returning_the_optimizer_fails():
-    assert_fails(
-        ex.q2,
-        lambda optimizer, step_size, gamma: optimizer,
-        message_contains="Return the scheduler",
-    )
+def test_q2_frozen_backbone_fails():
+    def never_unfreezes(model, head_optimizer, base_lr, step_size, gamma):
+        optimizer = torch.optim.Adam(make_param_groups(model, base_lr))
+        return optimizer, StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    def unfreezes_too_late(model, head_optimizer, base_lr, step_size, gamma):
+        optimizer = torch.optim.Adam(make_param_groups(model, base_lr))
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+        return optimizer, StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    assert_fails(ex.q2, never_unfreezes, message_contains="backbone is still frozen (conv1, bn1")
+    assert_fails(ex.q2, unfreezes_too_late, message_contains="does not hold conv1, bn1, layer1")
+
+
+def test_q2_reusing_the_head_optimizer_fails():
+    def grows_the_old_one(model, head_optimizer, base_lr, step_size, gamma):
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+        backbone = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
+        head_optimizer.add_param_group({"params": backbone, "lr": base_lr})
+        return head_optimizer, StepLR(head_optimizer, step_size=step_size, gamma=gamma)
+
+    assert_fails(ex.q2, grows_the_old_one, message_contains="Build a NEW optimizer")
+
+
+def test_q2_wrong_learning_rates_fail():
+    def single_lr(model, head_optimizer, base_lr, step_size, gamma):
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+        optimizer = torch.optim.Adam(model.parameters(), lr=base_lr)
+        return optimizer, StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    def swapped(model, head_optimizer, base_lr, step_size, gamma):
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+        backbone, head = make_param_groups(model, base_lr)
+        backbone["lr"], head["lr"] = head["lr"], backbone["lr"]
+        optimizer = torch.optim.Adam([backbone, head])
+        return optimizer, StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    assert_fails(ex.q2, single_lr, message_contains="Every parameter learns at 0.0001")
+    assert_fails(ex.q2, swapped, message_contains="The rates are swapped")
+
+
+def test_q2_hard_coded_schedule_fails():
+    def seven_epochs(model, head_optimizer, base_lr, step_size, gamma):
+        optimizer, _ = start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma)
+        return optimizer, StepLR(optimizer, step_size=7, gamma=gamma)
+
+    def every_epoch(model, head_optimizer, base_lr, step_size, gamma):
+        optimizer, _ = start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma)
+        return optimizer, StepLR(optimizer, step_size=1, gamma=gamma)
+
+    def tenth(model, head_optimizer, base_lr, step_size, gamma):
+        optimizer, _ = start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma)
+        return optimizer, StepLR(optimizer, step_size=step_size, gamma=0.1)
+
+    assert_fails(ex.q2, seven_epochs, message_contains="should be at 0.0001 x 0.1 = 1e-05")
+    assert_fails(ex.q2, every_epoch, message_contains="changed after 1 epoch(s)")
+    assert_fails(ex.q2, tenth, message_contains="0.0003 x 0.5 = 0.00015")
+
+
+def test_q2_returning_one_thing_or_the_wrong_order_fails():
+    def scheduler_only(model, head_optimizer, base_lr, step_size, gamma):
+        return start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma)[1]
+
+    def reversed_pair(model, head_optimizer, base_lr, step_size, gamma):
+        return start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma)[::-1]
+
+    assert_fails(ex.q2, scheduler_only, message_contains="Return two things")
+    assert_fails(ex.q2, reversed_pair, message_contains="should be the new optimizer")
 
 
 def test_q2_template_is_not_attempted():
-    def template(optimizer, step_size, gamma):
-        return ____
+    def template(model, head_optimizer, base_lr, step_size, gamma):
+        ____  # noqa: B018
+        optimizer = ____
+        scheduler = ____
+        return optimizer, scheduler
 
     assert_not_attempted(ex.q2, template)
 

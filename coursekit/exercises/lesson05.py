@@ -1,5 +1,5 @@
 """Exercises of lesson 05 (transfer learning): freeze all but the head, an optimizer over the
-trainable parameters, a new VGG head, and counting trainable parameters.
+trainable parameters, a new VGG head, and freezing all but the last stage and the head.
 
     >>> from coursekit.exercises import lesson05 as ex  # doctest: +SKIP
     >>> ex.q1.check(freeze_all_but_head)                # doctest: +SKIP
@@ -9,8 +9,7 @@ Every checker builds its own tiny network, so it runs in milliseconds and never 
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -28,19 +27,32 @@ from coursekit.exercises.core import (
 
 
 class TinyNet(nn.Module):
-    """A ResNet-shaped toy: a conv stem with BatchNorm, one stage, global pool, ``fc`` head."""
+    """A ResNet-shaped toy: a conv stem with BatchNorm, four small stages ``layer1``...``layer4``
+    (each a conv and a BatchNorm), global pool and an ``fc`` head."""
 
     def __init__(self, num_classes: int = 3) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 4, kernel_size=3, padding=1)
         self.bn1 = nn.BatchNorm2d(4)
-        self.layer1 = nn.Sequential(nn.Conv2d(4, 8, kernel_size=3, padding=1), nn.ReLU())
+        self.layer1 = _stage(4, 4)
+        self.layer2 = _stage(4, 8)
+        self.layer3 = _stage(8, 8)
+        self.layer4 = _stage(8, 8)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layer1(torch.relu(self.bn1(self.conv1(x))))
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _stage(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
 
 
 class TinyVGG(nn.Module):
@@ -71,7 +83,7 @@ def _trainable_names(model: nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
-def _frozen_backbone_net() -> TinyNet:
+def frozen_backbone_net() -> TinyNet:
     """A TinyNet whose backbone is frozen and whose head trains (lesson 05's situation)."""
     model = TinyNet()
     for name, parameter in model.named_parameters():
@@ -79,11 +91,27 @@ def _frozen_backbone_net() -> TinyNet:
     return model
 
 
+def parts_of(names: Sequence[str]) -> str:
+    """``"conv1, bn1, layer1"`` for parameter names: shorter than a list of every tensor."""
+    return ", ".join(dict.fromkeys(name.split(".")[0] for name in names))
+
+
 def _expect_model(result: Any, name: str) -> None:
     expect(result is not None, f"`{name}` returned None: end it with `return model`.")
     expect(
         isinstance(result, nn.Module),
         f"`{name}` should return the model, but it returned {safe_repr(result)}.",
+    )
+
+
+def _expect_same_head(result: nn.Module, head_weight: torch.Tensor) -> None:
+    head = getattr(result, "fc", None)
+    expect(
+        isinstance(head, nn.Linear)
+        and head.weight.shape == head_weight.shape
+        and torch.equal(head.weight.detach(), head_weight),
+        "The head changed: this exercise keeps the existing `model.fc` and only changes "
+        "`requires_grad` (replacing the head is `ck.replace_head`'s job).",
     )
 
 
@@ -138,13 +166,7 @@ class FreezeAllButHead(Question):
             f"Part of the head is frozen ({', '.join(frozen_head)}): both `fc.weight` and "
             "`fc.bias` must train.",
         )
-        expect(
-            isinstance(result.fc, nn.Linear)
-            and result.fc.weight.shape == head_weight.shape
-            and torch.equal(result.fc.weight.detach(), head_weight),
-            "The head changed: this exercise keeps the existing `model.fc` and only changes "
-            "`requires_grad` (replacing the head is `ck.replace_head`'s job).",
-        )
+        _expect_same_head(result, head_weight)
         trainable_numbers = sum(p.numel() for p in result.parameters() if p.requires_grad)
         expect_equal(trainable_numbers, 8 * 3 + 3, "the number of trainable numbers (8 x 3 + 3)")
 
@@ -169,7 +191,7 @@ class OptimizerOverTrainable(Question):
 
     def _check(self, make_optimizer: Callable[[nn.Module, float], torch.optim.Optimizer]) -> None:
         expect_callable(make_optimizer, "make_optimizer")
-        model = _frozen_backbone_net()
+        model = frozen_backbone_net()
         optimizer = call_answer(make_optimizer, model, self.lr)
         expect(
             isinstance(optimizer, torch.optim.Optimizer),
@@ -282,51 +304,82 @@ class ReplaceVggHead(Question):
 
 # ----------------------------------------------------------------------------- q4
 
+LAST_STAGE_AND_HEAD = ("layer4.", "fc.")
 
-class CountTrainable(Question):
-    title = "Count the trainable parameters"
+
+class FreezeAllButLastStage(Question):
+    title = "Freeze everything except the last stage and the head"
     hints = [
-        "A parameter is a tensor; it holds `p.numel()` numbers. Count numbers, not tensors.",
-        "Add up `p.numel()` for the parameters `p` of `model.parameters()` whose "
-        "`p.requires_grad` is True.",
-        "`return sum(p.numel() for p in model.parameters() if p.requires_grad)`",
+        "The two steps of exercise 1: switch off `requires_grad` for EVERY parameter, then switch "
+        "it back on, this time for the parameters of `model.layer4` AND of `model.fc`.",
+        "`model.layer4.parameters()` yields every parameter of the last stage, its BatchNorm "
+        "weights included; `model.fc.parameters()` the head's.",
+        "`for p in model.parameters(): p.requires_grad = False`, then "
+        "`for p in [*model.layer4.parameters(), *model.fc.parameters()]: p.requires_grad = True`, "
+        "then `return model`.",
     ]
     solution_code = """
-        def count_trainable(model):
-            return sum(p.numel() for p in model.parameters() if p.requires_grad)
+        def freeze_all_but_last_stage(model):
+            for parameter in model.parameters():
+                parameter.requires_grad = False
+            for parameter in [*model.layer4.parameters(), *model.fc.parameters()]:
+                parameter.requires_grad = True
+            return model
     """
 
-    def _check(self, count_trainable: Callable[[nn.Module], int]) -> None:
-        expect_callable(count_trainable, "count_trainable")
-        frozen_backbone = _frozen_backbone_net()
-        everything = TinyNet()
+    def _check(self, freeze_all_but_last_stage: Callable[[nn.Module], nn.Module]) -> None:
+        expect_callable(freeze_all_but_last_stage, "freeze_all_but_last_stage")
         cases = (
-            (frozen_backbone, "a network with a frozen backbone"),
-            (everything, "a network with nothing frozen"),
+            (TinyNet(), "a network with nothing frozen"),
+            (frozen_backbone_net(), "a network whose backbone is already frozen"),
         )
         for model, description in cases:
-            expected = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            answer = call_answer(count_trainable, model)
-            total = sum(p.numel() for p in model.parameters())
-            tensors = len([p for p in model.parameters() if p.requires_grad])
-            expect(
-                not (answer == total and total != expected),
-                f"For {description} you counted every parameter ({total}); count only those "
-                "with `requires_grad`.",
-            )
-            expect(
-                not (answer == tensors and tensors != expected),
-                f"For {description} you counted {tensors} tensors; count the numbers inside "
-                "them with `p.numel()`.",
-            )
-            expect(
-                isinstance(answer, numbers.Integral) and not isinstance(answer, bool),
-                f"Return an int, not {safe_repr(answer)} (`sum` of `p.numel()` is an int).",
-            )
-            expect_equal(answer, expected, f"the trainable count for {description}")
+            head_weight = model.fc.weight.detach().clone()
+            result = call_answer(freeze_all_but_last_stage, model)
+            _expect_model(result, "freeze_all_but_last_stage")
+            self._expect_last_stage_and_head(result, description)
+            _expect_same_head(result, head_weight)
+
+    @staticmethod
+    def _expect_last_stage_and_head(model: nn.Module, description: str) -> None:
+        names = [name for name, _ in model.named_parameters()]
+        trainable = _trainable_names(model)
+        wanted = [name for name in names if name.startswith(LAST_STAGE_AND_HEAD)]
+        on = f"Starting from {description}"
+        expect(
+            trainable,
+            f"{on}, nothing trains afterwards: after freezing everything, set "
+            "`requires_grad = True` on the parameters of `model.layer4` and `model.fc`.",
+        )
+        expect(
+            trainable != names,
+            f"{on}, nothing is frozen afterwards: set `requires_grad = False` on every parameter first.",
+        )
+        too_many = [name for name in trainable if name not in wanted]
+        expect(
+            not too_many,
+            f"{on}, these parts still train: {parts_of(too_many)}. Freeze every parameter, "
+            "then unfreeze only `model.layer4` and `model.fc`.",
+        )
+        frozen_head = [name for name in wanted if name.startswith("fc.") and name not in trainable]
+        expect(
+            not frozen_head,
+            f"{on}, the head ends up frozen ({', '.join(frozen_head)}): the new head must train too.",
+        )
+        frozen_stage = [name for name in wanted if name not in trainable]
+        expect(
+            len(frozen_stage) < len([name for name in wanted if name.startswith("layer4.")]),
+            f"{on}, all of `layer4` ends up frozen: this exercise trains the last stage as well as the "
+            "head. Unfreeze `model.layer4.parameters()` too.",
+        )
+        expect(
+            not frozen_stage,
+            f"{on}, part of `layer4` ends up frozen ({', '.join(frozen_stage)}): unfreeze all of its "
+            "parameters, the BatchNorm weights included.",
+        )
 
 
 q1 = FreezeAllButHead()
 q2 = OptimizerOverTrainable()
 q3 = ReplaceVggHead()
-q4 = CountTrainable()
+q4 = FreezeAllButLastStage()

@@ -1,22 +1,23 @@
-"""Exercises of lesson 06 (fine-tuning): discriminative parameter groups, a scheduler that
-follows its optimizer, and choosing a strategy.
+"""Exercises of lesson 06 (fine-tuning): discriminative parameter groups, starting the
+fine-tuning phase (unfreeze, a new optimizer, a scheduler on it), and choosing a strategy.
 
     >>> from coursekit.exercises import lesson06 as ex  # doctest: +SKIP
     >>> ex.q1.check(make_param_groups)                  # doctest: +SKIP
 
-Every checker builds its own tiny network or a single parameter, so it runs in milliseconds.
+Every checker builds its own tiny network, so it runs in milliseconds.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from coursekit.exercises.core import (
+    Incorrect,
     MultipleChoice,
     Question,
     call_answer,
@@ -24,11 +25,46 @@ from coursekit.exercises.core import (
     expect_callable,
     safe_repr,
 )
-from coursekit.exercises.lesson05 import TinyNet  # the same ResNet-shaped toy
+
+# The same ResNet-shaped toy and helpers as lesson 05.
+from coursekit.exercises.lesson05 import TinyNet, frozen_backbone_net, parts_of
+
+#: The head learns this many times faster than the backbone, in every exercise of the lesson.
+HEAD_LR_MULTIPLIER = 10
 
 
 def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=0.0)
+
+
+def _expect_rates(backbone_lrs: Sequence[float], head_lr: float, base_lr: float) -> None:
+    """The head at 10 * base_lr and every backbone group at base_lr, each mistake named."""
+    fast = HEAD_LR_MULTIPLIER * base_lr
+    if backbone_lrs and all(_close(lr, fast) for lr in backbone_lrs) and _close(head_lr, base_lr):
+        raise Incorrect(
+            f"The rates are swapped: the backbone got 10 * base_lr = {fast:g} and the head "
+            f"base_lr = {base_lr:g}. The pretrained backbone needs the SMALL rate and the new "
+            "head the large one."
+        )
+    expect(
+        not _close(head_lr, base_lr / HEAD_LR_MULTIPLIER),
+        f"The head's LR is {head_lr:g}, 10x SLOWER than the backbone: multiply `base_lr` by "
+        "10 for the head instead of dividing.",
+    )
+    expect(
+        not (backbone_lrs and all(_close(lr, head_lr) for lr in backbone_lrs)),
+        f"Every parameter learns at {head_lr:g}: the backbone needs base_lr = {base_lr:g} and "
+        f"the head 10 * base_lr = {fast:g}, so put them in two groups with their own `lr`.",
+    )
+    expect(
+        _close(head_lr, fast),
+        f"The head's LR should be 10 * base_lr = {fast:g}, but it is {head_lr:g}.",
+    )
+    for lr in backbone_lrs:
+        expect(
+            _close(lr, base_lr),
+            f"The backbone's LR should be base_lr = {base_lr:g}, but it is {lr:g}.",
+        )
 
 
 # ----------------------------------------------------------------------------- q1
@@ -120,78 +156,154 @@ class DiscriminativeGroups(Question):
             "The head's group also holds backbone parameters: it should hold only `model.fc`'s "
             "weight and bias.",
         )
-        head_lr, base_lr = groups[head_group]["lr"], self.base_lr
-        expect(
-            not _close(head_lr, base_lr / 10),
-            f"The head's LR is {head_lr}, 10x SLOWER than the backbone: multiply `base_lr` by "
-            "10 for the head instead of dividing.",
-        )
-        expect(
-            _close(head_lr, 10 * base_lr),
-            f"The head's LR should be 10 * base_lr = {10 * base_lr:g}, but it is {head_lr}.",
-        )
-        for index, group in enumerate(groups):
-            if index != head_group and group_params[index]:
-                expect(
-                    _close(group["lr"], base_lr),
-                    f"The backbone's LR should be base_lr = {base_lr:g}, but it is {group['lr']}.",
-                )
+        backbone_lrs = [
+            group["lr"]
+            for index, group in enumerate(groups)
+            if index != head_group and group_params[index]
+        ]
+        _expect_rates(backbone_lrs, groups[head_group]["lr"], self.base_lr)
         torch.optim.SGD(groups)  # the groups must make a valid optimizer
 
 
 # ----------------------------------------------------------------------------- q2
 
 
-class SchedulerFollowsOptimizer(Question):
-    title = "A StepLR for the optimizer you are given"
+class StartFineTuning(Question):
+    title = "Start the fine-tuning phase: unfreeze, a NEW optimizer, a scheduler on it"
     hints = [
-        "Build the scheduler FROM the `optimizer` argument: a scheduler changes the LR of the "
-        "one optimizer it was created with.",
-        "`torch.optim.lr_scheduler.StepLR(optimizer, step_size=..., gamma=...)`: pass the "
-        "`step_size` and `gamma` arguments, don't write numbers.",
-        "`return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)`",
+        "Three steps, in this order: set `requires_grad = True` on every parameter; build a NEW "
+        "optimizer from two parameter groups (exercise 1); create the StepLR FROM that new "
+        "optimizer. `head_optimizer` belongs to phase 1: leave it alone.",
+        "The groups: `[{'params': backbone, 'lr': base_lr}, {'params': head, 'lr': 10 * base_lr}]`"
+        ", where `head` is `list(model.fc.parameters())` and `backbone` every other parameter "
+        "(or use `ck.param_groups(model, base_lr)`).",
+        "`optimizer = torch.optim.Adam(groups)`, then `scheduler = torch.optim.lr_scheduler."
+        "StepLR(optimizer, step_size=step_size, gamma=gamma)` and `return optimizer, scheduler`.",
     ]
     solution_code = """
-        def make_scheduler(optimizer, step_size, gamma):
-            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+        def start_fine_tuning(model, head_optimizer, base_lr, step_size, gamma):
+            for parameter in model.parameters():  # 1. unfreeze everything
+                parameter.requires_grad = True
+            head = list(model.fc.parameters())
+            backbone = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
+            optimizer = torch.optim.Adam([  # 2. a NEW optimizer, the head 10x faster
+                {"params": backbone, "lr": base_lr},
+                {"params": head, "lr": 10 * base_lr},
+            ])
+            # 3. the scheduler FROM the new optimizer (head_optimizer is phase 1's)
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+            return optimizer, scheduler
     """
 
-    #: (step_size, gamma) pairs the checker tries.
-    cases = ((3, 0.5), (2, 0.1))
-    start_lr = 0.1
+    #: (base_lr, step_size, gamma) combinations the checker tries; phase 1's head LR.
+    cases = ((1e-4, 2, 0.1), (3e-4, 3, 0.5))
+    head_phase_lr = 1e-3
 
-    def _check(self, make_scheduler: Callable[[torch.optim.Optimizer, int, float], Any]) -> None:
-        expect_callable(make_scheduler, "make_scheduler")
-        for step_size, gamma in self.cases:
-            optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=self.start_lr)
-            scheduler = call_answer(make_scheduler, optimizer, step_size, gamma)
-            expect(
-                callable(getattr(scheduler, "step", None))
-                and not isinstance(scheduler, torch.optim.Optimizer),
-                f"Return the scheduler (e.g. a StepLR), not {safe_repr(scheduler)}.",
+    def _check(self, start_fine_tuning: Callable[..., tuple[Any, Any]]) -> None:
+        expect_callable(start_fine_tuning, "start_fine_tuning")
+        for base_lr, step_size, gamma in self.cases:
+            model = frozen_backbone_net()
+            head_optimizer = torch.optim.Adam(model.fc.parameters(), lr=self.head_phase_lr)
+            result = call_answer(
+                start_fine_tuning, model, head_optimizer, base_lr, step_size, gamma
             )
+            optimizer, scheduler = self._expect_pair(result)
+            self._expect_new_optimizer(model, optimizer, head_optimizer)
+            head_lr = _lr_of(optimizer, model.fc.weight)
+            backbone = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
+            backbone_lrs = sorted({_lr_of(optimizer, p) for p in backbone})
+            _expect_rates(backbone_lrs, head_lr, base_lr)
+            self._expect_scheduler_on(scheduler, optimizer, head_optimizer)
+            self._expect_decay(optimizer, scheduler, step_size, gamma)
+
+    @staticmethod
+    def _expect_pair(result: Any) -> tuple[Any, Any]:
+        expect(
+            isinstance(result, tuple | list) and len(result) == 2,
+            "Return two things, the new optimizer and its scheduler: `return optimizer, "
+            f"scheduler`, not {safe_repr(result)}.",
+        )
+        optimizer, scheduler = result
+        expect(
+            isinstance(optimizer, torch.optim.Optimizer),
+            f"The first thing returned should be the new optimizer, not {safe_repr(optimizer)} "
+            "(`return optimizer, scheduler`, in that order).",
+        )
+        expect(
+            callable(getattr(scheduler, "step", None))
+            and not isinstance(scheduler, torch.optim.Optimizer),
+            f"The second thing returned should be the scheduler (a StepLR), not "
+            f"{safe_repr(scheduler)}.",
+        )
+        return optimizer, scheduler
+
+    @staticmethod
+    def _expect_new_optimizer(
+        model: nn.Module, optimizer: torch.optim.Optimizer, head_optimizer: torch.optim.Optimizer
+    ) -> None:
+        frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+        expect(
+            not frozen,
+            f"The backbone is still frozen ({parts_of(frozen)}): fine-tuning trains every "
+            "parameter, so set `requires_grad = True` on all of them BEFORE building the optimizer.",
+        )
+        expect(
+            optimizer is not head_optimizer,
+            "You returned `head_optimizer`, phase 1's optimizer (its learning rate and Adam "
+            "statistics belong to the head phase). Build a NEW optimizer for the unfrozen model.",
+        )
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        missing = [name for name, p in model.named_parameters() if id(p) not in held]
+        expect(
+            not missing,
+            f"The new optimizer does not hold {parts_of(missing)}, so they would never be updated. "
+            "Unfreeze first, then build the optimizer from ALL the parameters.",
+        )
+
+    @staticmethod
+    def _expect_scheduler_on(
+        scheduler: Any, optimizer: torch.optim.Optimizer, head_optimizer: torch.optim.Optimizer
+    ) -> None:
+        driven = getattr(scheduler, "optimizer", None)
+        expect(
+            driven is not head_optimizer,
+            "Your scheduler drives `head_optimizer`, phase 1's optimizer: its learning-rate "
+            "changes never reach the new optimizer that trains, so the schedule silently does "
+            "nothing (the bug of section 4). Create it from the NEW optimizer.",
+        )
+        expect(
+            driven is optimizer,
+            "Your scheduler drives another optimizer than the one you return: create it from "
+            "the new optimizer, `StepLR(optimizer, ...)`.",
+        )
+
+    @staticmethod
+    def _expect_decay(
+        optimizer: torch.optim.Optimizer, scheduler: Any, step_size: int, gamma: float
+    ) -> None:
+        start = [group["lr"] for group in optimizer.param_groups]
+        called = f"With step_size={step_size}, gamma={gamma}"
+        for epoch in range(1, step_size + 1):
+            optimizer.step()  # no gradients: nothing changes, but the order is the real one
+            scheduler.step()
+            lrs = [group["lr"] for group in optimizer.param_groups]
+            if epoch < step_size:
+                expect(
+                    all(_close(lr, first) for lr, first in zip(lrs, start, strict=True)),
+                    f"{called}, the learning rates changed after {epoch} epoch(s); they should "
+                    f"stay until epoch {step_size}. Pass `step_size` to the StepLR.",
+                )
+        for lr, first in zip(lrs, start, strict=True):
             expect(
-                getattr(scheduler, "optimizer", None) is optimizer,
-                "Your scheduler drives a different optimizer than the one passed in, so its LR "
-                "changes would never reach training. Create it from the `optimizer` argument.",
+                _close(lr, first * gamma),
+                f"{called}, a group that starts at {first:g} should be at {first:g} x {gamma:g} = "
+                f"{first * gamma:g} after {step_size} epochs, but it is {lr:g}. Pass both "
+                "`step_size` and `gamma` to the StepLR.",
             )
-            called = f"With step_size={step_size}, gamma={gamma}"
-            for epoch in range(1, step_size + 1):
-                optimizer.step()  # no gradients: nothing changes, but the order is the real one
-                scheduler.step()
-                lr = optimizer.param_groups[0]["lr"]
-                if epoch < step_size:
-                    expect(
-                        _close(lr, self.start_lr),
-                        f"{called}, the LR changed to {lr:g} after {epoch} step(s); it should "
-                        f"stay {self.start_lr:g} until step {step_size}. Pass `step_size`.",
-                    )
-            expected = self.start_lr * gamma
-            expect(
-                _close(lr, expected),
-                f"{called}, the LR after {step_size} steps should be {self.start_lr:g} x "
-                f"{gamma:g} = {expected:g}, but it is {lr:g}. Pass both `step_size` and `gamma`.",
-            )
+
+
+def _lr_of(optimizer: torch.optim.Optimizer, parameter: nn.Parameter) -> float:
+    return next(g["lr"] for g in optimizer.param_groups if any(p is parameter for p in g["params"]))
 
 
 # ----------------------------------------------------------------------------- q3
@@ -230,4 +342,4 @@ q3 = MultipleChoice(
 )
 
 q1 = DiscriminativeGroups()
-q2 = SchedulerFollowsOptimizer()
+q2 = StartFineTuning()
