@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -61,10 +62,16 @@ def record(path: Path, timeout: int = 600) -> None:
 
     nb = nbformat.read(path, as_version=NOTEBOOK_FORMAT)
     os.environ["COURSE_MODE"] = "smoke"
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
-    client.execute()
+    # Checkpoints and CSVs of a recording run are scratch, never a learner's runs/.
+    with tempfile.TemporaryDirectory(prefix="record-runs-") as runs_dir:
+        os.environ.setdefault("COURSE_RUNS_DIR", runs_dir)
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        client.execute()
     for number, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
         if is_compared(cell):
             cell.execution_count = number + 1
