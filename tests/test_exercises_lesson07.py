@@ -43,6 +43,30 @@ def test_q1_rejects_a_size_taken_from_the_data():
     assert_fails(ex.q1, sized_from_data, message_contains="never")
 
 
+def test_q1_names_labels_max_plus_one_as_the_cause_of_a_crash():
+    def sized_from_labels(labels, preds, num_classes):
+        return confusion_loop(labels, preds, int(labels.max()) + 1)  # IndexError on a pred
+
+    result = assert_fails(ex.q1, sized_from_labels, message_contains="Size it with `num_classes`")
+    assert "IndexError" in result.message and "labels.max() + 1" in result.message
+
+
+def test_q1_names_a_missing_minlength_as_the_cause_of_a_crash():
+    def no_minlength(labels, preds, num_classes):
+        return torch.bincount(labels * num_classes + preds).reshape(num_classes, num_classes)
+
+    result = assert_fails(ex.q1, no_minlength, message_contains="minlength=num_classes")
+    assert "RuntimeError" in result.message
+
+
+def test_q1_a_crash_on_any_data_keeps_the_plain_crash_message():
+    def always_index_error(labels, preds, num_classes):
+        return torch.zeros(1)[5]
+
+    result = assert_fails(ex.q1, always_index_error, message_contains="Your code raised")
+    assert "num_classes" not in result.message
+
+
 def test_q1_rejects_wrong_counts():
     def off_by_one(labels, preds, num_classes):
         return confusion_loop(labels, preds, num_classes) + torch.eye(
@@ -92,6 +116,10 @@ def test_q2_rejects_zero_for_an_empty_class():
     assert_fails(ex.q2, lambda cm: torch.nan_to_num(recall(cm), nan=0.0), message_contains="nan")
 
 
+def test_q2_rejects_percentages():
+    assert_fails(ex.q2, lambda cm: 100 * recall(cm), message_contains="percentages")
+
+
 def test_q2_rejects_counts():
     assert_fails(ex.q2, lambda cm: cm.diagonal(), message_contains="counts")
 
@@ -134,6 +162,14 @@ def test_q3_rejects_a_count_of_hits():
         return int((top == labels.unsqueeze(1)).any(dim=1).sum())
 
     assert_fails(ex.q3, counts, message_contains="fraction")
+
+
+def test_q3_rejects_percentages():
+    def percent(logits, labels, k):
+        return 100 * top_k(logits, labels, k)
+
+    result = assert_fails(ex.q3, percent, message_contains="percentages")
+    assert "between 0 and 1" in result.message
 
 
 def test_q3_rejects_top_1_for_every_k():

@@ -136,6 +136,43 @@ def test_q2_rejects_grad_recording():
     assert_fails(ex.q2, eval_only, message_contains="inference_mode")
 
 
+def test_q2_names_model_eval_without_parentheses():
+    def method_not_called(model, batch):
+        model = model.eval
+        with torch.inference_mode():
+            logits = model(batch)
+        return torch.softmax(logits, dim=1)
+
+    assert_fails(ex.q2, method_not_called, message_contains="`model = model.eval()`")
+
+    def statement_without_call(model, batch):
+        model.eval  # noqa: B018 - the typo under test
+        with torch.inference_mode():
+            return torch.softmax(model(batch), dim=1)
+
+    assert_fails(ex.q2, statement_without_call, message_contains="switches nothing")
+
+
+def test_q2_names_no_grad_without_parentheses():
+    def class_not_called(model, batch):
+        model = model.eval()
+        with torch.no_grad:
+            logits = model(batch)
+        return torch.softmax(logits, dim=1)
+
+    assert_fails(ex.q2, class_not_called, message_contains="`with torch.inference_mode():`")
+
+
+def test_q2_an_unrelated_type_error_keeps_the_plain_crash_message():
+    def wrong_call(model, batch):
+        model = model.eval()
+        with torch.inference_mode():
+            logits = model(batch, batch)
+        return torch.softmax(logits, dim=1)
+
+    assert_fails(ex.q2, wrong_call, message_contains="Your code raised `TypeError")
+
+
 def test_q2_rejects_a_wrong_softmax_dimension():
     def dim0(model, batch):
         model.eval()

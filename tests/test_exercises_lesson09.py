@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coursekit import split_samples
+from coursekit import build_datasets, class_counts, split_samples
 from coursekit.exercises import ____, assert_fails, assert_not_attempted, assert_passes
 from coursekit.exercises import lesson09 as ex
 
@@ -112,20 +112,75 @@ def test_q1_blank_is_not_attempted():
 # ----------------------------------------------------------------------------- q2
 
 
-def test_q2_accepts_about_ten_times_lower():
-    assert_passes(ex.q2, 1e-4)
-    assert_passes(ex.q2, 1e-3 / 10)
-    assert_passes(ex.q2, 5e-5)
+def classes_without_valid(train_ds, valid_ds):
+    trained, validated = set(train_ds.targets), set(valid_ds.targets)
+    return [name for i, name in enumerate(train_ds.classes) if i in trained and i not in validated]
 
 
-def test_q2_rejects_common_mistakes():
-    assert_fails(ex.q2, 1e-3, message_contains="as high as")
-    assert_fails(ex.q2, 1e-2, message_contains="higher than")
-    assert_fails(ex.q2, 5e-4, message_contains="only 2.0x lower")
-    assert_fails(ex.q2, 1e-7, message_contains="cautious")
-    assert_fails(ex.q2, 0, message_contains="frozen")
-    assert_fails(ex.q2, "1e-4", message_contains="not as the string")
+def test_q2_reference_agrees_with_a_real_split_of_one_folder(tmp_path, capsys):
+    """The fake datasets of the checker behave like ck.build_datasets' for this question."""
+    for name, count in {"crow": 6, "owl": 1, "robin": 3}.items():  # owl: too few to validate
+        (tmp_path / name).mkdir()
+        for number in range(count):
+            (tmp_path / name / f"{number}.png").write_bytes(b"")
+    train_ds, valid_ds = build_datasets(tmp_path, None, None, verify=False)
+    assert ex.reference_classes_without_valid(train_ds, valid_ds) == ["owl"]
+    assert classes_without_valid(train_ds, valid_ds) == ["owl"]
+    assert "owl have no validation images" in capsys.readouterr().out  # build_datasets warns
+
+
+def test_q2_accepts_the_solution_and_class_counts():
+    assert_passes(ex.q2, classes_without_valid)
+
+    def with_counts(train_ds, valid_ds):
+        train, valid = class_counts(train_ds), class_counts(valid_ds)
+        return {name for name in train if train[name] and not valid[name]}
+
+    assert_passes(ex.q2, with_counts)
+
+
+def test_q2_rejects_comparing_the_shared_class_lists():
+    def class_lists(train_ds, valid_ds):
+        return sorted(set(train_ds.classes) - set(valid_ds.classes))
+
+    assert_fails(ex.q2, class_lists, message_contains="share ONE class list")
+
+
+def test_q2_rejects_classes_without_training_images_and_validated_classes():
+    def no_valid_only(train_ds, valid_ds):
+        validated = set(valid_ds.targets)
+        return [name for i, name in enumerate(valid_ds.classes) if i not in validated]
+
+    assert_fails(ex.q2, no_valid_only, message_contains="no training images at all: wren")
+
+    def validated(train_ds, valid_ds):
+        return [valid_ds.classes[i] for i in sorted(set(valid_ds.targets))]
+
+    assert_fails(ex.q2, validated, message_contains="NOT occur in `valid_ds.targets`")
+
+
+def test_q2_rejects_indices_guessed_names_and_repeats():
+    def indices(train_ds, valid_ds):
+        return sorted(set(train_ds.targets) - set(valid_ds.targets))
+
+    assert_fails(ex.q2, indices, message_contains="class INDICES")
+
+    def guessed_names(train_ds, valid_ds):  # as if index i were folder str(i + 1)
+        return [str(i + 1) for i in sorted(set(train_ds.targets) - set(valid_ds.targets))]
+
+    assert_fails(ex.q2, guessed_names, message_contains="index 1 can be folder '10'")
+
+    def one_per_image(train_ds, valid_ds):
+        validated = set(valid_ds.targets)
+        return [train_ds.classes[t] for t in train_ds.targets if t not in validated]
+
+    assert_fails(ex.q2, one_per_image, message_contains="more than once")
+    assert_fails(ex.q2, lambda train_ds, valid_ds: "owl", message_contains="list of class names")
+
+
+def test_q2_blank_is_not_attempted():
     assert_not_attempted(ex.q2, ____)
+    assert_not_attempted(ex.q2, lambda train_ds, valid_ds: ____)
 
 
 # ----------------------------------------------------------------------------- q3

@@ -46,6 +46,13 @@ Q1_NUM_CLASSES = 4
 Q1_LABELS_B = torch.tensor([2, 0, 1, 2, 1])
 Q1_PREDS_B = torch.tensor([2, 0, 2, 3, 1])
 Q1_NUM_CLASSES_B = 5
+#: Every class is a label and a prediction, and the last pair (2, 2) occurs: code that sizes
+#: the matrix from the data (labels.max() + 1, bincount without minlength) runs here.
+Q1_LABELS_EVERY_CLASS = torch.tensor([0, 1, 2, 2])
+Q1_PREDS_EVERY_CLASS = torch.tensor([0, 2, 1, 2])
+Q1_NUM_CLASSES_EVERY_CLASS = 3
+#: Errors that indexing or reshaping a matrix of the wrong size raises.
+_SIZE_ERRORS = (RuntimeError, IndexError, ValueError)
 
 
 def _reference_confusion(labels: torch.Tensor, preds: torch.Tensor, k: int) -> torch.Tensor:
@@ -89,9 +96,9 @@ class ConfusionMatrix(Question):
             (Q1_LABELS_B, Q1_PREDS_B, Q1_NUM_CLASSES_B),
         ):
             expected = _reference_confusion(labels, preds, k)
-            result = call_answer(confusion_matrix, labels.clone(), preds.clone(), k)
-            cm = _as_tensor(result, f"confusion_matrix(labels, preds, {k})")
             call = f"For labels={labels.tolist()}, preds={preds.tolist()}, num_classes={k}"
+            result = self._call(confusion_matrix, labels, preds, k, call)
+            cm = _as_tensor(result, f"confusion_matrix(labels, preds, {k})")
             expect(
                 cm.ndim == 2 and cm.shape[0] == cm.shape[1],
                 f"{call} the result should be a square K x K matrix, but its shape is "
@@ -123,6 +130,40 @@ class ConfusionMatrix(Question):
             raise Incorrect(
                 f"{call} the matrix should be {expected.tolist()}, but it is {cm.long().tolist()}."
             )
+
+    @staticmethod
+    def _call(
+        confusion_matrix: Any, labels: torch.Tensor, preds: torch.Tensor, k: int, call: str
+    ) -> Any:
+        """The learner's result; a crash that only data without its highest classes causes
+        means the matrix was sized from the data, and gets its own message."""
+        try:
+            return call_answer(confusion_matrix, labels.clone(), preds.clone(), k)
+        except _SIZE_ERRORS as error:
+            try:
+                call_answer(
+                    confusion_matrix,
+                    Q1_LABELS_EVERY_CLASS.clone(),
+                    Q1_PREDS_EVERY_CLASS.clone(),
+                    Q1_NUM_CLASSES_EVERY_CLASS,
+                )
+            except Exception:
+                raise error from None  # it fails on any data: a bug of its own
+            crash = f"`{type(error).__name__}: {error}`"
+            if "invalid for input of size" in str(error):
+                raise Incorrect(
+                    f"{call}, your code raised {crash}, yet it runs when every class occurs. "
+                    "`torch.bincount` only counts up to the largest number it sees, so when "
+                    "the last classes never occur it returns fewer than K * K counts and "
+                    "`.reshape(K, K)` fails. Pass `minlength=num_classes * num_classes`, and "
+                    "take K from `num_classes`, never from `labels.max() + 1`."
+                ) from None
+            raise Incorrect(
+                f"{call}, your code raised {crash}, yet it runs when every class occurs: the "
+                "matrix is sized from the data. Here the highest classes are missing from "
+                "`labels`, so `labels.max() + 1` is smaller than `num_classes`. Size it with "
+                "`num_classes`: `torch.zeros(num_classes, num_classes, dtype=torch.int64)`."
+            ) from None
 
 
 q1 = ConfusionMatrix()
@@ -186,6 +227,12 @@ class PerClassRecall(Question):
         correct = Q2_CM.diagonal().float()
         if _same_with_nan(recall, correct):
             raise Incorrect("These are counts: divide the diagonal by each row's total.")
+        if _same_with_nan(recall, 100 * Q2_RECALL, tolerance=1e-2):
+            raise Incorrect(
+                f"These are percentages ({shown}): return fractions between 0 and 1 "
+                "(0.8, not 80), without the `* 100`. Format them as percentages only when "
+                "you print them, e.g. `f'{recall:.0%}'`."
+            )
         precision = correct / Q2_CM.sum(dim=0).float()
         if _same_with_nan(recall, precision):
             raise Incorrect(
@@ -271,6 +318,12 @@ class TopKAccuracy(Question):
         got = {k: round(v, 3) for k, v in answers.items()}
         if all(math.isclose(answers[k], Q3_EXPECTED[k], abs_tol=1e-6) for k in Q3_EXPECTED):
             return
+        if all(math.isclose(answers[k], 100 * Q3_EXPECTED[k], abs_tol=1e-4) for k in answers):
+            raise Incorrect(
+                f"You returned percentages {got}: return the fraction between 0 and 1 (0.4, "
+                "not 40.0), without the `* 100`. Format it as a percentage only when you "
+                "print it, e.g. `f'{accuracy:.1%}'`."
+            )
         hits = {k: round(v * len(Q3_LABELS)) for k, v in Q3_EXPECTED.items()}
         if all(math.isclose(answers[k], hits[k], abs_tol=1e-6) for k in hits):
             raise Incorrect(

@@ -230,6 +230,28 @@ Q2_BATCH = torch.tensor(
 )
 
 
+def _call_predict(predict: Any, probe: _ProbeModel) -> Any:
+    """The learner's ``predict(probe, batch)``; the two typos of this exercise, which crash
+    inside it, get their own messages."""
+    try:
+        return call_answer(predict, probe, Q2_BATCH.clone())
+    except (TypeError, AttributeError) as error:
+        text = str(error)
+        if "eval()" in text and "positional argument" in text:
+            raise Incorrect(
+                "`model = model.eval` (without parentheses) stores the METHOD, not the model, "
+                f"so `model(batch)` called `eval(batch)` and failed (`{text}`). Call the "
+                "method: `model = model.eval()`, which switches the model and returns it."
+            ) from None
+        if "context manager" in text or "__enter__" in text:
+            raise Incorrect(
+                "`with torch.no_grad:` or `with torch.inference_mode:` (without parentheses) "
+                f"hands `with` a class, which is not a context manager (`{text}`). Create "
+                "one by calling it: `with torch.inference_mode():` (or `torch.no_grad()`)."
+            ) from None
+        raise
+
+
 class FixPredict(Question):
     title = "Fix a predict function that forgets eval mode and no-grad"
     hints = [
@@ -256,7 +278,7 @@ class FixPredict(Question):
         expect_callable(predict, "predict")
         probe = _ProbeModel().train()  # as a model is right after training
         stats_before = probe.norm.running_mean.clone()
-        probs = call_answer(predict, probe, Q2_BATCH.clone())
+        probs = _call_predict(predict, probe)
         expect(probe.calls, "`predict` never called the model: run `model(batch)`.")
         if any(training for training, _ in probe.calls):
             changed = not torch.equal(probe.norm.running_mean, stats_before)
@@ -265,7 +287,8 @@ class FixPredict(Question):
                 "BatchNorm normalized with this batch's statistics"
                 + (" (and even updated its running statistics)" if changed else "")
                 + ", so the same image can get different predictions. Call `model.eval()` "
-                "before the forward pass."
+                "before the forward pass, with the parentheses: `model.eval` alone only "
+                "names the method and switches nothing."
             )
         if any(grad for _, grad in probe.calls):
             raise Incorrect(

@@ -1,7 +1,7 @@
 """Exercises of lesson 09 (capstone: your own folder of images, end to end).
 
 q1: the per-class train/valid counts of a seeded, stratified split of one folder.
-q2: a fine-tuning learning rate for the backbone, relative to the head's learning rate.
+q2: the classes of a split that have training images but no validation images.
 q3: which problem of a ``check_dataset`` report is NOT skipped for you (multiple choice).
 
     >>> from coursekit.exercises import lesson09 as ex  # doctest: +SKIP
@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from coursekit.exercises.core import (
@@ -170,74 +171,157 @@ q1 = SplitCounts()
 
 # ----------------------------------------------------------------------------- q2
 
-#: The learning rate the new head trained with in phase 1 (the course's settings.lr).
-Q2_HEAD_LR = 1e-3
-#: Accepted range for base_lr / head_lr: "about ten times lower".
-Q2_LOWEST_RATIO = 1 / 50
-Q2_HIGHEST_RATIO = 1 / 5
+
+class SplitDataset:
+    """The part of a ``ck.build_datasets`` dataset that says which image has which class:
+    ``classes`` (shared by train and valid), ``class_to_idx``, ``samples`` as (path, class
+    index) pairs, and ``targets``. Enough for ``ck.class_counts`` too.
+
+    >>> SplitDataset(["ant", "bee"], {"ant": 2, "bee": 0}).targets
+    [0, 0]
+    """
+
+    def __init__(self, classes: Sequence[str], images_per_class: Mapping[str, int]) -> None:
+        self.classes = list(classes)
+        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
+        self.samples = [
+            (Path(name, f"img_{number:03d}.jpg"), self.class_to_idx[name])
+            for name in self.classes
+            for number in range(images_per_class.get(name, 0))
+        ]
+
+    @property
+    def targets(self) -> list[int]:
+        return [target for _, target in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return f"SplitDataset({len(self)} images in {len(self.classes)} classes)"
 
 
-class FineTuneLR(Question):
-    title = "A learning rate for fine-tuning the backbone"
+#: (classes, training images per class, validation images per class) of the checker's splits.
+#: "owl" is trained but never validated; "robin" is validated but never trained; "wren" is an
+#: empty folder. Folder names like flowers102's come last: index 1 is folder "10", not "2".
+Q2_CASES: tuple[tuple[list[str], dict[str, int], dict[str, int]], ...] = (
+    (
+        ["crow", "owl", "robin", "wren"],
+        {"crow": 8, "owl": 3},
+        {"crow": 2, "robin": 1},
+    ),
+    (["ant", "bee"], {"ant": 4, "bee": 4}, {"ant": 1, "bee": 1}),
+    (["1", "10", "2"], {"1": 5, "10": 4, "2": 2}, {"1": 1}),
+)
+
+
+def reference_classes_without_valid(train_ds: Any, valid_ds: Any) -> list[str]:
+    """Names of the classes with training images but no validation images, in class order.
+
+    >>> reference_classes_without_valid(*(SplitDataset(["ant", "bee"], n)
+    ...                                   for n in ({"ant": 3, "bee": 2}, {"ant": 1})))
+    ['bee']
+    """
+    trained, validated = set(train_ds.targets), set(valid_ds.targets)
+    return [name for index, name in enumerate(train_ds.classes) if index in trained - validated]
+
+
+class ClassesWithoutValid(Question):
+    title = "Classes that are trained but never validated"
     hints = [
-        "The backbone's weights were learned on a million ImageNet images; they are already "
-        "good. Fine-tuning should nudge them, not overwrite them: the backbone learns MORE "
-        "SLOWLY than the fresh head did.",
-        "The usual starting point is about ten times lower than the head's learning rate.",
-        "`base_lr = 1e-3 / 10`, i.e. `1e-4`; ck.param_groups then gives the head "
-        "`head_lr_multiplier * 1e-4 = 1e-3`, the rate it already trained with.",
+        "Both datasets share ONE class list: `train_ds.classes == valid_ds.classes`, so that "
+        "index 3 means the same class in both. Comparing the two lists finds nothing; count "
+        "the IMAGES of each class instead.",
+        "`dataset.targets` holds the class index of every image, so `set(train_ds.targets)` "
+        "is the set of classes with training images. (`ck.class_counts(dataset)` counts them "
+        "per class name.)",
+        "The indices in `set(train_ds.targets) - set(valid_ds.targets)`, turned into names "
+        "with `train_ds.classes[index]`, in class order.",
     ]
     solution_code = """
-        head_lr = 1e-3
-        base_lr = head_lr / 10   # 1e-4: the backbone moves 10x more slowly than the head did
-        # groups = ck.param_groups(model, base_lr=base_lr, head_lr_multiplier=10)
-        # -> backbone at 1e-4, head at 1e-3
+        def classes_without_valid(train_ds, valid_ds):
+            trained = set(train_ds.targets)    # class indices with training images
+            validated = set(valid_ds.targets)  # class indices with validation images
+            return [name for index, name in enumerate(train_ds.classes)
+                    if index in trained and index not in validated]
     """
     correct_message = (
-        "about ten times below the head's rate: the pretrained features are adjusted, not "
-        "overwritten (1e-4 is the course's settings.fine_tune_lr)."
+        "run it on your own split: an empty list means every class the model learns is also "
+        "measured. ck.build_datasets prints a WARNING for these classes too; the fix is to "
+        "move a few images of them into validation."
     )
 
-    def _check(self, base_lr: Any) -> None:
-        expect(
-            not isinstance(base_lr, str),
-            f"Give the learning rate as a number, like 5e-4, not as the string {base_lr!r}.",
+    def _check(self, classes_without_valid: Any) -> None:
+        expect_callable(classes_without_valid, "classes_without_valid")
+        for classes, train_counts, valid_counts in Q2_CASES:
+            train_ds = SplitDataset(classes, train_counts)
+            valid_ds = SplitDataset(classes, valid_counts)
+            expected = reference_classes_without_valid(train_ds, valid_ds)
+            result = call_answer(classes_without_valid, train_ds, valid_ds)
+            self._compare(result, expected, classes, train_counts, valid_counts)
+
+    @staticmethod
+    def _compare(
+        result: Any,
+        expected: list[str],
+        classes: list[str],
+        train_counts: Mapping[str, int],
+        valid_counts: Mapping[str, int],
+    ) -> None:
+        split = ", ".join(
+            f"{name} {train_counts.get(name, 0)}/{valid_counts.get(name, 0)}" for name in classes
         )
+        case = f"For a split with train/valid images {split},"
         expect(
-            isinstance(base_lr, numbers.Real) and math.isfinite(float(base_lr)),
-            f"base_lr should be a number, but it is {safe_repr(base_lr)}.",
+            isinstance(result, list | tuple | set),
+            f"{case} you returned {safe_repr(result)}: return a list of class names.",
         )
-        base_lr = float(base_lr)
+        names = list(result)
+        if any(isinstance(name, numbers.Integral) for name in names):
+            raise Incorrect(
+                f"{case} you returned {names}: these are class INDICES. Return the names, "
+                "`train_ds.classes[index]`."
+            )
         expect(
-            base_lr > 0,
-            f"base_lr = {base_lr:g} means the backbone never changes: that is a frozen "
-            "backbone, not fine-tuning. Pick a small positive rate.",
+            len(names) == len(set(names)),
+            f"{case} you returned {names}, with a class more than once: name each class once.",
         )
-        ratio = base_lr / Q2_HEAD_LR
-        head_rate = f"the head's {Q2_HEAD_LR:g}"
-        expect(
-            ratio < 1 - 1e-6,
-            f"base_lr = {base_lr:g} is {'higher than' if ratio > 1 + 1e-6 else 'as high as'} "
-            f"{head_rate}. Large updates to pretrained weights, driven by the gradients of a "
-            "head that is still far from perfect, can wipe out what ImageNet taught the "
-            "backbone; validation accuracy often drops in the first fine-tuning epoch. Go "
-            "about ten times lower.",
-        )
-        expect(
-            ratio <= Q2_HIGHEST_RATIO,
-            f"base_lr = {base_lr:g} is only {1 / ratio:.1f}x lower than {head_rate}. That is "
-            "still a big step for weights that are already good; start about ten times lower.",
-        )
-        expect(
-            ratio >= Q2_LOWEST_RATIO,
-            f"base_lr = {base_lr:g} is {1 / ratio:.0f}x lower than {head_rate}: so cautious "
-            f"that a few epochs barely change the backbone, and with head_lr_multiplier=10 "
-            f"the head drops to {base_lr * 10:g}, far below what it trained with. About ten "
-            "times lower is enough.",
-        )
+        if set(names) == set(expected):
+            return
+        if not names:
+            raise Incorrect(
+                f"{case} you returned [], but these classes have training images and no "
+                f"validation images: {', '.join(expected)}. Train and valid share ONE class "
+                "list, so comparing `train_ds.classes` with `valid_ds.classes` finds nothing: "
+                "look at which class indices occur in `train_ds.targets` and in "
+                "`valid_ds.targets`."
+            )
+        unknown = [name for name in names if name not in classes]
+        if unknown:
+            raise Incorrect(
+                f"{case} you returned {names}, but {', '.join(map(repr, unknown))} is not a "
+                f"class of this split (its classes are {classes}). Turn an index into its name "
+                "with `train_ds.classes[index]`: folder names sort as strings, so index 1 can "
+                "be folder '10'."
+            )
+        validated = [name for name in names if valid_counts.get(name, 0)]
+        if validated:
+            raise Incorrect(
+                f"{case} you returned {names}, but these have validation images: "
+                f"{', '.join(validated)}. List the classes that do NOT occur in "
+                "`valid_ds.targets`."
+            )
+        never_trained = [name for name in names if not train_counts.get(name, 0)]
+        if never_trained:
+            raise Incorrect(
+                f"{case} you returned {names}, but these have no training images at all: "
+                f"{', '.join(never_trained)}. The question is about classes the model learns "
+                "but is never measured on: keep only classes that occur in `train_ds.targets`."
+            )
+        raise Incorrect(f"{case} the answer is {expected}, but you returned {names}.")
 
 
-q2 = FineTuneLR()
+q2 = ClassesWithoutValid()
 
 # ----------------------------------------------------------------------------- q3
 
