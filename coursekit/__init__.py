@@ -15,6 +15,7 @@ placeholder stays out of this namespace.
 from coursekit.config import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NON_SETTING_VARIABLES,
     Settings,
     SettingsError,
     default_num_workers,
@@ -85,6 +86,7 @@ from coursekit.models import (
     KerasParameterCount,
     ResNet,
     WeightsUnavailableError,
+    architecture_options,
     count_parameters,
     feature_map_sizes,
     freeze,
@@ -95,6 +97,7 @@ from coursekit.models import (
     model_summary,
     param_groups,
     pretrained,
+    random_init_model,
     replace_head,
     resnet18,
     resnet34,

@@ -17,9 +17,9 @@ This module imports nothing else from coursekit, so every other module may impor
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import difflib
 import math
+import multiprocessing
 import numbers
 import os
 import platform

@@ -47,6 +47,8 @@ __all__ = [
     "weights_path",
     "weights_cached",
     "pretrained",
+    "random_init_model",
+    "architecture_options",
     "head_name",
     "replace_head",
     "without_head",
@@ -541,16 +543,96 @@ def _unavailable_message(name: str, weights: WeightsEnum, reason: str) -> str:
 
 def _load_pretrained(name: str, weights: WeightsEnum, allow_download: bool) -> nn.Module:
     """torchvision's ``name`` with ``weights`` from the cache or, if allowed, downloaded."""
-    if not allow_download and not weights_cached(name, weights):
-        raise WeightsUnavailableError(
-            _unavailable_message(name, weights, "downloading was switched off")
-        )
+    path = weights_path(name, weights)
+    if not path.is_file():
+        if not allow_download:
+            raise WeightsUnavailableError(
+                _unavailable_message(name, weights, "downloading was switched off")
+            )
+        _download_weights(name, weights, path)
     try:
-        return torchvision.models.get_model(name, weights=weights)
-    except OSError as error:  # URLError, DNS failure, timeout: the download did not happen
+        model = torchvision.models.get_model(name, weights=weights)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError...
+        first_line = (str(error).splitlines() or [""])[0]
+        raise WeightsUnavailableError(
+            f"The cached weights file {path} for {name} cannot be loaded "
+            f"({type(error).__name__}: {first_line}). It is probably truncated or corrupt (an "
+            f"interrupted download or copy). Delete it and fetch it again with "
+            f"`python -m data_scripts weights {name}`; offline, install a good copy with "
+            f"`python -m data_scripts weights {name} --from DIR`."
+        ) from error
+    return _without_aux_heads(name, model)
+
+
+def _download_weights(name: str, weights: WeightsEnum, path: Path) -> None:
+    """Fetch the weights file into torch's cache, checking its hash as torchvision does.
+
+    Called directly rather than through torchvision, which first prints "Downloading: URL"
+    even when there is no network, right above the error that says so.
+    """
+    match = torch.hub.HASH_REGEX.search(path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(
+            weights.url, str(path), match.group(1) if match else None, progress=True
+        )
+    except (OSError, RuntimeError) as error:  # no network, timeout, or a damaged download
         raise WeightsUnavailableError(
             _unavailable_message(name, weights, f"the download failed ({error})")
         ) from error
+
+
+#: Constructor arguments that give a randomly initialized model the layers and forward that
+#: torchvision's weights builder gives the pretrained one: no auxiliary heads (so forward
+#: returns plain logits in train mode too), the input transform the ImageNet weights expect,
+#: and an explicit init (left unset, torchvision warns).
+_RANDOM_INIT_KWARGS: dict[str, dict[str, bool]] = {
+    "googlenet": {"aux_logits": False, "transform_input": True, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "transform_input": True, "init_weights": True},
+}
+#: Those a built model remembers as attributes and a bundle must store to rebuild it.
+_REMEMBERED_OPTIONS = ("aux_logits", "transform_input")
+
+
+def _without_aux_heads(name: str, model: nn.Module) -> nn.Module:
+    """Drop auxiliary heads, as torchvision's googlenet builder does: they only help training
+    from scratch, and with them the model returns a tuple instead of logits in train mode."""
+    if name in _RANDOM_INIT_KWARGS and getattr(model, "aux_logits", False):
+        model.aux_logits = False
+        for aux in ("aux1", "aux2", "AuxLogits"):
+            if hasattr(model, aux):
+                setattr(model, aux, None)
+    return model
+
+
+def random_init_model(name: str, num_classes: int | None = None, **options: Any) -> nn.Module:
+    """torchvision's ``name`` with random weights, built like :func:`pretrained` builds it.
+
+    Same layers and forward as the pretrained model (GoogLeNet and Inception v3 without
+    auxiliary heads and with the pretrained input transform), so their state_dicts fit each
+    other. ``options`` (e.g. ``aux_logits=True``) override those constructor arguments.
+
+    >>> random_init_model("googlenet", num_classes=3).aux1 is None
+    True
+    """
+    _check_model_name(name)
+    kwargs: dict[str, Any] = {**_RANDOM_INIT_KWARGS.get(name, {}), **options}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+def architecture_options(model: nn.Module, name: str) -> dict[str, bool]:
+    """The constructor arguments of torchvision's ``name`` that rebuilding ``model`` needs
+    beyond its class count: ``aux_logits`` and ``transform_input`` for googlenet and
+    inception_v3 (the input transform changes the outputs, not the state_dict), else {}.
+
+    >>> architecture_options(random_init_model("inception_v3"), "inception_v3")
+    {'aux_logits': False, 'transform_input': True}
+    """
+    if name not in _RANDOM_INIT_KWARGS:
+        return {}
+    return {key: bool(getattr(model, key)) for key in _REMEMBERED_OPTIONS if hasattr(model, key)}
 
 
 def pretrained(
@@ -563,9 +645,12 @@ def pretrained(
     """A torchvision classifier with pretrained ``weights``, optionally with a new head.
 
     The weights come from torch's cache (``$TORCH_HOME``) or are downloaded. When they are
-    unavailable, full mode raises ``WeightsUnavailableError`` naming the command that gets
-    them; smoke mode prints one line and returns a randomly initialized model.
-    ``allow_download=None`` downloads in full mode only, so smoke runs never use the network.
+    unavailable (or the cached file is corrupt), full mode raises ``WeightsUnavailableError``
+    naming the command that gets them; smoke mode prints one line and returns a randomly
+    initialized model with the same layers (:func:`random_init_model`). GoogLeNet and
+    Inception v3 come without auxiliary heads, so ``model(x)`` is the logits in train mode
+    too. ``allow_download=None`` downloads in full mode only, so smoke runs never use the
+    network.
 
     >>> model = pretrained("resnet18", settings=get_settings("smoke"), num_classes=5)  # doctest: +SKIP
     >>> model.fc  # doctest: +SKIP
@@ -583,7 +668,7 @@ def pretrained(
             f"Pretrained weights {chosen} were not available, so this smoke run uses random "
             f"initialization (`python -m data_scripts weights {name}` fetches them)."
         )
-        model = torchvision.models.get_model(name, weights=None)
+        model = random_init_model(name)
     if num_classes is not None:
         replace_head(model, num_classes)
     return model
@@ -594,20 +679,33 @@ def pretrained(
 # --------------------------------------------------------------------------------------
 
 
-def _head(model: nn.Module) -> tuple[str, nn.Linear]:
+HeadLayer = nn.Linear | nn.Conv2d
+
+
+def _head(model: nn.Module) -> tuple[str, HeadLayer]:
     # torchvision registers the classifier last, so the head is the model's last Linear.
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(
-            f"{type(model).__name__} has no nn.Linear layer, so there is no classifier head to "
-            "find (SqueezeNet, for example, classifies with a convolution). Pick a model with a "
-            "Linear head, or replace its last layer yourself."
-        )
-    return linears[-1]
+    if linears:
+        return linears[-1]
+    # SqueezeNet classifies with a 1x1 convolution (one channel per class), then pools.
+    convs = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and name.startswith("classifier.") and m.kernel_size == (1, 1)
+    ]
+    if convs:
+        return convs[-1]
+    raise ValueError(
+        f"{type(model).__name__} has no nn.Linear layer (nor a 1x1 convolution in a "
+        "`classifier`, as SqueezeNet has), so there is no classifier head to find. Pick a "
+        "model with a Linear head, or replace its last layer yourself."
+    )
 
 
 def head_name(model: nn.Module) -> str:
-    """Dotted name of the final classifier ``nn.Linear``: "fc", "classifier.6", "heads.head"...
+    """Dotted name of the final classifier layer: "fc", "classifier.6", "heads.head"...
+
+    It is the last ``nn.Linear`` (SqueezeNet: the 1x1 convolution "classifier.1").
 
     >>> head_name(make_vgg("A", hidden_features=8)), head_name(resnet18())
     ('classifier.6', 'fc')
@@ -615,10 +713,41 @@ def head_name(model: nn.Module) -> str:
     return _head(model)[0]
 
 
-def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
-    """Swap the classifier head for a new ``nn.Linear`` with ``num_classes`` outputs, in place.
+#: torchvision keeps a single layer in slots with these names, so an nn.Sequential a learner
+#: puts there (``model.fc = nn.Sequential(Linear, ReLU, Linear)``) is the head as a whole.
+_SINGLE_LAYER_HEAD_SLOTS = ("fc", "head")
 
-    The new layer has the old one's inputs, bias, device and dtype, and is trainable.
+
+def _head_module_name(model: nn.Module) -> str:
+    """The head as a module: ``head_name``'s layer, or the learner's Sequential around it."""
+    name = head_name(model)
+    parts = name.split(".")
+    for end in range(1, len(parts)):  # the outermost slot wins
+        if parts[end - 1] in _SINGLE_LAYER_HEAD_SLOTS:
+            return ".".join(parts[:end])
+    return name
+
+
+def _new_head(old: HeadLayer, num_classes: int) -> HeadLayer:
+    """A fresh layer like ``old`` (inputs, bias, device, dtype) with ``num_classes`` outputs."""
+    like = {"bias": old.bias is not None, "device": old.weight.device, "dtype": old.weight.dtype}
+    if isinstance(old, nn.Conv2d):
+        return nn.Conv2d(old.in_channels, num_classes, kernel_size=1, **like)
+    return nn.Linear(old.in_features, num_classes, **like)
+
+
+def _set_layer(model: nn.Module, name: str, layer: nn.Module) -> None:
+    parent_name, _, attribute = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), attribute, layer)
+
+
+def replace_head(model: nn.Module, num_classes: int) -> HeadLayer:
+    """Swap the classifier head for a new layer with ``num_classes`` outputs, in place.
+
+    The new layer has the old one's inputs, bias, device and dtype, and is trainable. It is
+    an ``nn.Linear``, or for SqueezeNet a 1x1 ``nn.Conv2d``. Auxiliary heads (GoogLeNet's
+    ``aux1``/``aux2``, Inception v3's ``AuxLogits``, when the model has them) get new final
+    layers too, so every output has one score per class.
 
     >>> model = resnet18(); replace_head(model, 5)
     Linear(in_features=512, out_features=5, bias=True)
@@ -626,15 +755,12 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Linear:
     if num_classes < 1:
         raise ValueError(f"num_classes={num_classes} must be at least 1 (one output per class).")
     name, old = _head(model)
-    new = nn.Linear(
-        old.in_features,
-        num_classes,
-        bias=old.bias is not None,
-        device=old.weight.device,
-        dtype=old.weight.dtype,
-    )
-    parent_name, _, attribute = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), attribute, new)
+    new = _new_head(old, num_classes)
+    _set_layer(model, name, new)
+    for aux_name, aux in model.named_children():
+        if aux_name.lower().startswith("aux") and aux is not None:
+            last_name, last = _head(aux)
+            _set_layer(aux, last_name, _new_head(last, num_classes))
     return new
 
 
@@ -642,14 +768,15 @@ def without_head(model: nn.Module) -> nn.Module:
     """A copy of ``model`` that outputs features: its classifier head becomes ``nn.Identity``.
 
     The copy is deep (no shared parameters), so ``model`` keeps its head and weights. This
-    is the frozen backbone whose features a new head learns from (lesson 05).
+    is the frozen backbone whose features a new head learns from (lesson 05). A head built
+    as an ``nn.Sequential`` in ``fc`` or ``head`` is replaced as a whole.
 
     >>> backbone = without_head(resnet18())
     >>> backbone(torch.zeros(1, 3, 64, 64)).shape
     torch.Size([1, 512])
     """
     backbone = copy.deepcopy(model)
-    backbone.set_submodule(head_name(backbone), nn.Identity())
+    backbone.set_submodule(_head_module_name(backbone), nn.Identity())
     return backbone
 
 
@@ -696,7 +823,10 @@ def freeze(model: nn.Module, names: str | Iterable[str] | None = None) -> int:
 
     Frozen only means "no gradient": in ``model.train()`` a BatchNorm layer still updates
     its running mean and variance (buffers, not parameters) from every batch it sees. To keep
-    those fixed too, call ``.eval()`` on the BatchNorm layers after each ``model.train()``.
+    those fixed too, call ``.eval()`` on the BatchNorm layers after each ``model.train()``
+    in a loop of your own. ``fit`` calls ``model.train()`` every epoch, so there use cached
+    features instead (``fit_on_features``: the backbone runs once, in eval mode), as
+    lesson 05 shows.
 
     >>> model = resnet18(); freeze(model) == count_parameters(model)
     True
@@ -737,13 +867,14 @@ def param_groups(
     """Optimizer parameter groups: backbone at ``base_lr``, head ``head_lr_multiplier`` x faster.
 
     Only trainable parameters are included; the backbone group is left out when the whole
-    backbone is frozen. ``head`` defaults to ``head_name(model)``.
+    backbone is frozen. ``head`` (a prefix) defaults to ``head_name(model)``, or to the
+    whole ``fc``/``head`` when you built the head as an ``nn.Sequential`` there.
 
     >>> groups = param_groups(resnet18(), base_lr=1e-4)
     >>> [(g["name"], g["lr"]) for g in groups]
     [('backbone', 0.0001), ('head', 0.001)]
     """
-    head = head or head_name(model)
+    head = head or _head_module_name(model)
     head_names = {name for name, _ in _parameters_under(model, head)}
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     head_params = [p for name, p in trainable if name in head_names]

@@ -17,6 +17,8 @@ What it does better than the usual tutorial loop:
   and load with ``torch.load(weights_only=True)``; loading a checkpoint into the wrong
   model gives a short message naming the layer and the fix.
 * Ctrl-C stops training cleanly and keeps the best checkpoint.
+* Schedulers are stepped when their schedule says: ``OneCycleLR`` and ``CyclicLR`` after
+  every batch, the others after every epoch.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from coursekit.config import pick_device, seed_everything
 #: Bumped when the layout of the checkpoint dict changes.
 CHECKPOINT_FORMAT_VERSION = 1
 
+#: Schedulers whose schedule counts optimizer steps (batches), not epochs.
+_PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
+
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 DeviceLike = torch.device | str
 
@@ -64,7 +69,8 @@ class History:
     """What happened in each epoch of :func:`fit`; every list has one entry per epoch.
 
     ``lr[e]`` is the learning rate of parameter group 0 at the START of epoch ``e + 1``,
-    i.e. the rate its optimizer steps used (the scheduler steps after the epoch).
+    i.e. the rate its optimizer steps used (an epoch scheduler steps after the epoch; with
+    a per-batch scheduler such as ``OneCycleLR`` it is the rate of the epoch's first batch).
     ``lrs[e]`` lists the start-of-epoch rate of every parameter group, which matters
     with discriminative learning rates. ``best_epoch`` is 1-based; 0 means "no epoch yet".
 
@@ -180,13 +186,16 @@ def train_one_epoch(
     device: DeviceLike,
     scaler: torch.amp.GradScaler | None = None,
     progress: tqdm | None = None,
+    scheduler: Any | None = None,
 ) -> tuple[float, float]:
     """One pass over ``loader`` with an optimizer step per batch; returns ``(loss, acc)``.
 
     Both numbers are averages over all samples of the epoch, computed from the outputs
     seen before each step. ``criterion`` must average over the batch (the default
     ``reduction="mean"``). With a ``scaler`` (CUDA only) the forward pass runs under
-    float16 autocast. ``progress`` is a bar advanced once per batch.
+    float16 autocast. ``progress`` is a bar advanced once per batch. ``scheduler`` is a
+    per-batch scheduler (``OneCycleLR``, ``CyclicLR``) stepped after every optimizer step;
+    leave it None for epoch schedulers such as ``StepLR``.
 
     >>> loss, acc = train_one_epoch(model, train_dl, nn.CrossEntropyLoss(),
     ...                             optimizer, "cpu")  # doctest: +SKIP
@@ -199,6 +208,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, enabled=scaler is not None):
             outputs = model(inputs)
+            _check_outputs(outputs)
             loss = criterion(outputs, targets)
         if scaler is None:
             loss.backward()
@@ -207,10 +217,21 @@ def train_one_epoch(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+        if scheduler is not None:
+            scheduler.step()
         totals.add(loss, outputs, targets)
         if progress is not None:
             progress.update(1)
     return totals.result("train")
+
+
+def _check_outputs(outputs: Any) -> None:
+    if not isinstance(outputs, torch.Tensor):
+        raise TypeError(
+            f"The model returned a {type(outputs).__name__} in train mode, not a tensor of "
+            "class scores the loss can take. GoogLeNet and Inception v3 do that when they have "
+            "auxiliary heads: build them with aux_logits=False (coursekit.pretrained does)."
+        )
 
 
 @torch.inference_mode()
@@ -278,8 +299,11 @@ def fit(
 ) -> History:
     """Train on ``loaders["train"]`` and validate on ``loaders["valid"]`` for ``epochs`` epochs.
 
-    * ``scheduler`` is stepped once per epoch, after the optimizer steps
-      (``ReduceLROnPlateau`` gets the valid loss). It must drive ``optimizer``.
+    * ``scheduler`` must drive ``optimizer``. ``OneCycleLR`` and ``CyclicLR`` are stepped
+      after every batch (create them with ``total_steps=epochs * len(loaders["train"])``);
+      every other scheduler once per epoch, after the optimizer steps.
+      ``ReduceLROnPlateau`` gets the valid loss, or the valid accuracy when it was
+      created with ``mode="max"``.
     * ``checkpoint_path``: when valid accuracy improves (ties keep the first), the state is
       written there (the best checkpoint). After every epoch the state is also written to
       :func:`last_checkpoint_path` (``best.pt`` -> ``best.last.pt``): resuming needs the
@@ -287,12 +311,17 @@ def fit(
       names, arch, num_classes, image sizes, mean/std...) is stored as given.
     * ``resume_from``: a checkpoint written by ``fit`` (normally the ``.last.pt`` one).
       Model, optimizer, scheduler, history and random states are restored and training
-      continues at the next epoch until ``epochs`` epochs are done in total.
+      continues at the next epoch until ``epochs`` epochs are done in total. Without
+      ``metadata`` the checkpoint's own metadata is kept; metadata whose arch or
+      num_classes differ from the checkpoint's is refused.
     * Ctrl-C (KeyboardInterrupt) stops cleanly: one line is printed (even with
       ``progress=False``) and the history of the finished epochs is returned. The model
-      keeps its mid-epoch weights; the best checkpoint on disk is intact.
+      keeps its mid-epoch weights; the best checkpoint on disk is intact, and the line
+      names the epochs the files on disk really hold.
     * ``device=None`` picks cuda, then mps, then cpu. ``amp=None`` uses mixed precision on
-      CUDA only; it is never used on CPU or MPS. ``seed`` seeds everything first.
+      CUDA only; it is never used on CPU or MPS. ``seed`` seeds everything first, the
+      loaders' own shuffling generators (``DataLoader(generator=...)``) included, so
+      running a fit cell again on the same loaders repeats the run.
     * ``progress=False`` prints nothing; ``live_plot=True`` redraws curves in a notebook.
 
     When ``fit`` returns, the model holds the LAST epoch's weights; the best ones are in
@@ -302,15 +331,20 @@ def fit(
     >>> history.best_acc, history.best_epoch  # doctest: +SKIP
     """
     _check_fit_arguments(loaders, optimizer, scheduler, epochs)
+    generators = _loader_generators(loaders)
     if seed is not None:
         seed_everything(seed)
+        for generator in generators.values():
+            generator.manual_seed(seed)
     device = pick_device("auto") if device is None else torch.device(device)
     model.to(device)
     scaler = _grad_scaler(device, amp)
-    generators = _loader_generators(loaders)
     history = History()
+    saved = _SavedEpochs()
     if resume_from is not None:
-        history = _resume(resume_from, model, optimizer, scheduler, generators)
+        history, metadata = _resume(resume_from, model, optimizer, scheduler, generators, metadata)
+        saved = _SavedEpochs.on_disk(checkpoint_path, history)
+    batch_scheduler = scheduler if isinstance(scheduler, _PER_BATCH_SCHEDULERS) else None
     plot = _LivePlot() if live_plot else None
     first = history.epochs_done + 1
     epoch_bar = tqdm(
@@ -328,16 +362,25 @@ def fit(
             started = time.perf_counter()
             with _batch_bar(loaders["train"], f"epoch {epoch} train", progress) as bar:
                 train = train_one_epoch(
-                    model, loaders["train"], criterion, optimizer, device, scaler, bar
+                    model,
+                    loaders["train"],
+                    criterion,
+                    optimizer,
+                    device,
+                    scaler,
+                    bar,
+                    scheduler=batch_scheduler,
                 )
             with _batch_bar(loaders["valid"], f"epoch {epoch} valid", progress) as bar:
                 valid = evaluate(model, loaders["valid"], criterion, device, bar)
-            _step_scheduler(scheduler, valid_loss=valid[0])
+            if batch_scheduler is None:
+                _step_scheduler(scheduler, valid)
             improved = history.record(train, valid, lrs=lrs, seconds=time.perf_counter() - started)
             if checkpoint_path is not None:
                 _save_fit_checkpoints(
                     checkpoint_path,
                     improved,
+                    saved,
                     model=model,
                     optimizer=optimizer,
                     scheduler=scheduler,
@@ -351,7 +394,7 @@ def fit(
                 plot.update(history)
     except KeyboardInterrupt:
         history.interrupted = True
-        print(_interrupt_message(epoch, epochs, history, checkpoint_path))
+        print(_interrupt_message(epoch, epochs, history, checkpoint_path, saved))
     finally:
         epoch_bar.close()
     return history
@@ -381,20 +424,47 @@ def _check_fit_arguments(
         )
 
 
+@dataclass
+class _SavedEpochs:
+    """The epochs the best and the latest checkpoint files hold (0: none).
+
+    A Ctrl-C during a write leaves the previous file in place, so the history can be one
+    epoch ahead of the files: the interrupt message reports what is really on disk.
+    """
+
+    best: int = 0
+    last: int = 0
+
+    @classmethod
+    def on_disk(
+        cls, checkpoint_path: str | os.PathLike[str] | None, history: History
+    ) -> _SavedEpochs:
+        """What a resumed run finds: the files of the run it continues, if they are there."""
+        if checkpoint_path is None:
+            return cls()
+        best = history.best_epoch if Path(checkpoint_path).is_file() else 0
+        last = history.epochs_done if last_checkpoint_path(checkpoint_path).is_file() else 0
+        return cls(best, last)
+
+
 def _save_fit_checkpoints(
-    checkpoint_path: str | os.PathLike[str], improved: bool, **state: Any
+    checkpoint_path: str | os.PathLike[str], improved: bool, saved: _SavedEpochs, **state: Any
 ) -> None:
     """The best checkpoint when valid accuracy improved; the latest one after every epoch."""
     if improved:
         save_checkpoint(checkpoint_path, **state)
+        saved.best = state["epoch"]
     save_checkpoint(last_checkpoint_path(checkpoint_path), **state)
+    saved.last = state["epoch"]
 
 
-def _step_scheduler(scheduler: Any | None, valid_loss: float) -> None:
+def _step_scheduler(scheduler: Any | None, valid: tuple[float, float]) -> None:
+    """One epoch step; ``valid`` is the epoch's ``(loss, acc)``."""
     if scheduler is None:
         return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        scheduler.step(valid_loss)
+        # mode="max" waits for a number that should rise: the accuracy, not the loss.
+        scheduler.step(valid[1] if scheduler.mode == "max" else valid[0])
     else:
         scheduler.step()
 
@@ -421,18 +491,33 @@ def _epoch_summary(history: History) -> str:
 
 
 def _interrupt_message(
-    epoch: int, epochs: int, history: History, checkpoint_path: str | os.PathLike[str] | None
+    epoch: int,
+    epochs: int,
+    history: History,
+    checkpoint_path: str | os.PathLike[str] | None,
+    saved: _SavedEpochs,
 ) -> str:
     stopped = (
         f"Training stopped during epoch {epoch} of {epochs}; returning the history of "
         f"{history.epochs_done} finished epoch(s)."
     )
-    if checkpoint_path is None or history.best_epoch == 0:
+    if checkpoint_path is None or saved.best == 0:
         return f"{stopped} No checkpoint was written."
+    kept = (
+        f"{stopped} Best checkpoint (epoch {saved.best}, valid acc "
+        f"{history.valid_acc[saved.best - 1]:.4f}) kept at {checkpoint_path}."
+    )
+    if saved.last < history.epochs_done:
+        holds = f"holds epoch {saved.last}" if saved.last else "was not written"
+        kept += (
+            f" Ctrl-C came while the checkpoints of epoch {history.epochs_done} were being "
+            f"written, so the latest checkpoint {holds}."
+        )
+    if saved.last == 0:
+        return kept
     return (
-        f"{stopped} Best checkpoint (epoch {history.best_epoch}, valid acc "
-        f"{history.best_acc:.4f}) kept at {checkpoint_path}. To continue, run fit again "
-        f"with resume_from='{last_checkpoint_path(checkpoint_path)}'."
+        f"{kept} To continue after epoch {saved.last}, run fit again with "
+        f"resume_from='{last_checkpoint_path(checkpoint_path)}'."
     )
 
 
@@ -448,21 +533,37 @@ def _loader_generators(loaders: Mapping[str, Batches]) -> dict[str, torch.Genera
     }
 
 
+#: Metadata a resumed run may not change: they describe the model being trained.
+_MODEL_METADATA = ("arch", "num_classes")
+
+
 def _resume(
     path: str | os.PathLike[str],
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any | None,
     generators: Mapping[str, torch.Generator],
-) -> History:
-    state = load_checkpoint(path, model, optimizer, scheduler)
+    metadata: Mapping[str, Any] | None,
+) -> tuple[History, Mapping[str, Any]]:
+    """Restore everything from ``path``; returns its history and the metadata to keep saving.
+
+    The history and the metadata are checked before anything is loaded, so a resume
+    refused for them leaves the model, optimizer and scheduler untouched.
+    """
+    path = Path(path)
+    state = _read_checkpoint(path, map_location="cpu")
     if state["history"] is None:
         raise CheckpointError(
             f"Cannot resume from {path}: it holds no training history (it was not written "
             "by fit). Load its weights with load_checkpoint(path, model) and start a new fit."
         )
+    stored = state["metadata"]
+    if metadata is not None:
+        both = [key for key in _MODEL_METADATA if key in metadata and key in stored]
+        _check_expected(path, stored, {key: metadata[key] for key in both})
+    _load_into(path, state, model, optimizer, scheduler)
     _restore_rng_state(state["rng_state"], generators)
-    return History.from_dict(state["history"])
+    return History.from_dict(state["history"]), stored if metadata is None else metadata
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -543,18 +644,29 @@ def load_checkpoint(
     state = _read_checkpoint(path, map_location)
     if expected:
         _check_expected(path, state["metadata"], expected)
+    _load_into(path, state, model, optimizer, scheduler)
+    return state
+
+
+def _load_into(
+    path: Path,
+    state: Mapping[str, Any],
+    model: nn.Module | None,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any | None,
+) -> None:
+    # Checked first: a refused checkpoint must not leave the model half loaded.
+    if scheduler is not None and state["scheduler_state"] is None:
+        raise CheckpointMismatchError(
+            f"{path} was saved without a scheduler, so it cannot restore yours. "
+            "Pass scheduler=None, or resume from a checkpoint of a run with a scheduler."
+        )
     if model is not None:
         _load_model_state(path, model, state)
     if optimizer is not None:
         _load_optimizer_state(path, optimizer, state["optimizer_state"])
     if scheduler is not None:
-        if state["scheduler_state"] is None:
-            raise CheckpointMismatchError(
-                f"{path} was saved without a scheduler, so it cannot restore yours. "
-                "Pass scheduler=None, or resume from a checkpoint of a run with a scheduler."
-            )
         scheduler.load_state_dict(state["scheduler_state"])
-    return state
 
 
 def _read_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:

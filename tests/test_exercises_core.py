@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import doctest
 import functools
 import pickle
+import sys
 
 import pytest
 import torch
@@ -324,6 +326,22 @@ def test_learner_objects_that_break_comparison_and_repr_do_not_escape(capsys):
     assert_fails(ValueQuestion(expected=3), BrokenRepr(), message_contains="<BrokenRepr object>")
 
 
+def test_sys_exit_in_the_learners_function_is_a_failure_not_the_end_of_the_notebook():
+    def square(x):
+        sys.exit(1)
+
+    result = assert_fails(Square(), square, message_contains="SystemExit")
+    assert "`return` a value instead" in result.message and "`square`" in result.message
+
+
+def test_ctrl_c_in_the_learners_function_still_stops_the_notebook():
+    def square(x):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Square().evaluate(square)
+
+
 def test_the_wrong_kind_of_object_points_at_the_answer_not_a_line():
     result = assert_fails(LinearHead(), "a string", message_contains="`nn.Linear`")
     assert result.outcome is Outcome.FAIL
@@ -426,7 +444,26 @@ def test_value_question_compares_strings_loosely_and_tensors_exactly():
     expected = torch.tensor([1, 2, 3])
     assert_passes(ValueQuestion(expected=expected), torch.tensor([1, 2, 3]))
     assert_fails(ValueQuestion(expected=expected), torch.tensor([1, 2]))
-    assert_fails(ValueQuestion(expected=expected), [1, 2, 3])
+
+
+def test_a_tensor_question_answered_with_an_equal_list_asks_for_a_tensor():
+    question = ValueQuestion(expected=torch.tensor([1, 2, 3]))
+    result = assert_fails(question, [1, 2, 3], message_contains="Return a Tensor")
+    assert "list" in result.message and "shape (3,)" in result.message
+
+
+@pytest.mark.parametrize(("expected", "answer"), [(1, True), (0, False), (1.0, True), (True, 1)])
+def test_bools_and_numbers_never_stand_for_each_other(expected, answer):
+    assert expected == answer  # Python itself says they are equal
+    assert_fails(ValueQuestion(expected=expected), answer)
+    with pytest.raises(Incorrect, match="should be"):
+        expect_equal(answer, expected, "the count")
+    assert_passes(ValueQuestion(expected=expected), expected)
+
+
+def test_a_bool_for_a_number_gets_its_own_message():
+    assert_fails(ValueQuestion(expected=1), True, message_contains="a bool")
+    assert_passes(MultipleChoice(options=(True, False), expected=False), False)
 
 
 def test_multiple_choice_rejects_unknown_options_first():
@@ -460,6 +497,11 @@ def test_expect_helpers():
         expect_shape(torch.zeros(2, 3), (2, 3, 1), "y")
     with pytest.raises(NotAttempted):
         expect_equal([____], [1], "z")
+
+
+def test_the_docstring_examples_run_as_doctests():
+    results = doctest.testmod(core, optionflags=doctest.ELLIPSIS)
+    assert results.attempted > 20 and results.failed == 0
 
 
 def test_assertion_helpers_fail_loudly_on_the_wrong_outcome():

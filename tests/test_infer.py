@@ -151,7 +151,8 @@ def test_predict_image_uses_eval_and_inference_mode_and_restores_every_flag(tran
 
     pred = infer.predict_image(probe, images[0], transform, CLASSES)
 
-    assert probe.calls == [
+    # Two passes: the untimed warm-up, then the timed one.
+    assert probe.calls == 2 * [
         {"training": False, "bn_training": False, "inference_mode": True, "batch": 1}
     ]
     assert pred.label == CLASSES[1]  # the eval-mode answer
@@ -182,7 +183,7 @@ def test_predict_images_batched_equals_one_by_one(model, transform, images):
 
     batched = infer.predict_images(model, images, transform, CLASSES, batch_size=2)
 
-    assert forwards == [2, 2, 1]  # one forward pass per batch
+    assert forwards == [2, 2, 2, 1]  # one per batch, plus the first batch's untimed warm-up
     assert [p.source for p in batched] == [str(path) for path in images]
     for path, pred in zip(images, batched, strict=True):
         alone = infer.predict_image(model, path, transform, CLASSES)
@@ -201,6 +202,37 @@ def test_predict_images_gives_each_image_its_share_of_the_batch_time(transform, 
     assert len(shares) == 1  # one forward pass, shared equally
     share = shares.pop()
     assert forward_seconds / 4 <= share < forward_seconds
+
+
+def slow_first_call(seconds: float) -> ModeProbe:
+    """A model whose first call pays one-off set-up costs, as real first calls do."""
+    probe = ModeProbe()
+    probe.register_forward_hook(
+        lambda module, args, output: time.sleep(seconds if len(module.calls) == 1 else 0)
+    )
+    return probe
+
+
+def test_a_slow_first_call_is_an_untimed_warm_up(transform, images):
+    first_call_seconds = 0.3
+    probe = slow_first_call(first_call_seconds)
+
+    preds = infer.predict_images(probe, images[:4], transform, CLASSES, batch_size=2)
+    alone = infer.predict_image(slow_first_call(first_call_seconds), images[0], transform, CLASSES)
+
+    assert [call["batch"] for call in probe.calls] == [2, 2, 2]  # warm-up, then two batches
+    assert max(p.seconds for p in [*preds, alone]) < first_call_seconds / 4
+
+
+@pytest.mark.parametrize("wrong", ["photos", Path("photos")], ids=["str", "Path"])
+def test_predict_images_refuses_one_path_and_points_to_predict_folder(model, transform, wrong):
+    with pytest.raises(TypeError, match=r"got 'photos'.*predict_folder.*predict_image"):
+        infer.predict_images(model, wrong, transform, CLASSES)
+
+
+def test_predict_images_refuses_one_pil_image_and_points_to_predict_image(model, transform, images):
+    with pytest.raises(TypeError, match="got one PIL image.*predict_image"):
+        infer.predict_images(model, load_image(images[0]), transform, CLASSES)
 
 
 def test_predict_images_skips_unreadable_files_naming_each(model, transform, images, capsys):
@@ -518,6 +550,30 @@ def test_coursekit_and_torchvision_resnet_bundles_interchange(build, arch, loade
         assert torch.allclose(loaded(inputs), original(inputs), atol=1e-5)
 
 
+@pytest.mark.parametrize("transform_input", [True, False])
+def test_googlenet_bundles_keep_the_input_transform_and_load_without_aux_heads(
+    transform_input, tmp_path
+):
+    # Built the way the ImageNet weights are (no auxiliary heads) or as a learner might.
+    torch.manual_seed(0)
+    original = torchvision.models.googlenet(
+        weights=None,
+        num_classes=3,
+        aux_logits=False,
+        transform_input=transform_input,
+        init_weights=True,
+    ).eval()
+    path = infer.export_bundle(tmp_path / "g.pt", original, **{**BUNDLE_ARGS, "arch": "googlenet"})
+
+    stored = torch.load(path, weights_only=True)["arch_options"]
+    assert stored == {"aux_logits": False, "transform_input": transform_input}
+    loaded = infer.load_bundle(path).model
+    assert loaded.transform_input is transform_input and loaded.aux1 is None
+    inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(inputs), original(inputs))
+
+
 def _tampered(bundle_path: Path, tmp_path: Path, **changes) -> Path:
     contents = torch.load(bundle_path, weights_only=True)
     contents.update(changes)
@@ -570,6 +626,11 @@ def test_load_bundle_rejects_an_unknown_arch_and_a_newer_format(bundle_path, tmp
         infer.load_bundle(_tampered(bundle_path, tmp_path, arch="resnet19"))
     with pytest.raises(BundleError, match="version 2, but this coursekit reads version 1"):
         infer.load_bundle(_tampered(bundle_path, tmp_path, version=2))
+
+
+def test_load_bundle_names_arch_options_that_do_not_fit(bundle_path, tmp_path):
+    with pytest.raises(BundleError, match=r"damaged bundle: its arch_options \{'colour': True\}"):
+        infer.load_bundle(_tampered(bundle_path, tmp_path, arch_options={"colour": True}))
 
 
 def test_load_bundle_explains_a_missing_file(tmp_path):

@@ -14,6 +14,7 @@ import torch
 import torchvision
 from torch import nn
 from torchvision import models as tvm
+from torchvision.models import regnet
 
 import coursekit
 from coursekit import models
@@ -34,6 +35,7 @@ from coursekit.models import (
     model_summary,
     param_groups,
     pretrained,
+    random_init_model,
     replace_head,
     trainable_parameter_names,
     unfreeze,
@@ -278,6 +280,119 @@ def test_replace_head_keeps_dtype_and_rejects_zero_classes():
         replace_head(model, 0)
 
 
+ALL_CLASSIFIERS = tvm.list_models(module=tvm)
+
+
+@pytest.fixture
+def regnet_on_meta(monkeypatch) -> None:
+    """RegNet computes its layer widths with tensors and reads them back, which the meta
+    device cannot do: let that bit of arithmetic run on the CPU."""
+    widths = regnet.BlockParams.from_init_params.__func__
+
+    def on_cpu(cls, *args, **kwargs):
+        with torch.device("cpu"):
+            return widths(cls, *args, **kwargs)
+
+    monkeypatch.setattr(regnet.BlockParams, "from_init_params", classmethod(on_cpu))
+
+
+def out_size(layer: nn.Module) -> int:
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+@pytest.mark.usefixtures("regnet_on_meta")
+@pytest.mark.parametrize("name", ALL_CLASSIFIERS)
+def test_every_torchvision_classifier_gets_a_new_head_in_the_head_group(name):
+    with META:  # built without memory or init: the structure is what matters here
+        model = random_init_model(name)
+    head = head_name(model)
+    new = replace_head(model, 3)
+
+    assert model.get_submodule(head) is new and out_size(new) == 3
+    # Nothing still scores the 1000 ImageNet classes (an auxiliary head, say).
+    assert not [n for n, m in model.named_modules() if getattr(m, "out_features", 0) == 1000]
+    groups = {g["name"]: {id(p) for p in g["params"]} for g in param_groups(model, 1e-3)}
+    assert groups["head"] == {id(p) for p in new.parameters()}
+    assert groups["backbone"] | groups["head"] == {id(p) for p in model.parameters()}
+
+
+#: One small member of each family, with the smallest input it takes.
+FORWARD_CHECKED = {
+    "alexnet": 64,
+    "convnext_tiny": 32,
+    "densenet121": 32,
+    "efficientnet_b0": 32,
+    "googlenet": 32,
+    "inception_v3": 75,
+    "mnasnet0_5": 32,
+    "mobilenet_v3_small": 32,
+    "regnet_x_400mf": 32,
+    "resnet18": 32,
+    "shufflenet_v2_x0_5": 32,
+    "squeezenet1_1": 32,
+}
+#: Families whose smallest member is slow on a CPU: their forward runs on the meta device.
+FORWARD_CHECKED_ON_META = {"maxvit_t": 224, "swin_t": 224, "vgg11": 32, "vit_b_32": 224}
+
+
+@pytest.mark.parametrize("name", [*FORWARD_CHECKED, *FORWARD_CHECKED_ON_META])
+def test_a_new_head_gives_one_score_per_class_in_train_and_eval_mode(name):
+    device = META if name in FORWARD_CHECKED_ON_META else torch.device("cpu")
+    size = {**FORWARD_CHECKED, **FORWARD_CHECKED_ON_META}[name]
+    torch.manual_seed(0)
+    with device:
+        model = random_init_model(name)
+    replace_head(model, 4)
+    images = torch.rand(2, 3, size, size, device=device)
+    with torch.no_grad():
+        for training in (True, False):
+            logits = model.train(training)(images)
+            assert isinstance(logits, torch.Tensor) and logits.shape == (2, 4), training
+
+
+@pytest.mark.parametrize(
+    ("build", "aux_heads"),
+    [
+        (lambda: tvm.googlenet(weights=None, aux_logits=True, init_weights=True), 2),
+        (lambda: tvm.inception_v3(weights=None, aux_logits=True, init_weights=True), 1),
+    ],
+    ids=["googlenet", "inception_v3"],
+)
+def test_replace_head_also_replaces_auxiliary_heads(build, aux_heads):
+    with META:
+        model = build()
+    replace_head(model, 3)
+    outputs = model.train()(torch.zeros(2, 3, 299, 299, device=META))
+    assert len(outputs) == 1 + aux_heads  # (logits, aux2, aux1) or (logits, aux_logits)
+    assert all(output.shape == (2, 3) for output in outputs)
+
+
+def test_squeezenet_head_is_its_1x1_convolution():
+    model = random_init_model("squeezenet1_1")
+    old = model.classifier[1]
+    new = replace_head(model, 5)
+    assert head_name(model) == "classifier.1" and model.classifier[1] is new
+    assert isinstance(new, nn.Conv2d) and (new.in_channels, new.out_channels) == (512, 5)
+    assert new.kernel_size == old.kernel_size == (1, 1)
+    assert without_head(model)(torch.zeros(1, 3, 32, 32)).shape == (1, 512)
+
+
+def test_a_sequential_head_counts_as_a_whole():
+    model = models.resnet18()
+    model.fc = nn.Sequential(nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 3))
+    freeze(model)
+    unfreeze(model, "fc")
+    assert head_name(model) == "fc.2"  # the layer that gives the class scores
+    groups = param_groups(model, 1e-3)
+    assert [g["name"] for g in groups] == ["head"]
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.fc.parameters()}
+    unfreeze(model)
+    backbone, head = ({id(p) for p in g["params"]} for g in param_groups(model, 1e-3))
+    assert head == {id(p) for p in model.fc.parameters()} and not backbone & head
+    features = without_head(model).eval()(torch.zeros(1, 3, 32, 32))
+    assert features.shape == (1, 512)  # what the whole head sees, not its hidden layer
+
+
 def test_head_name_explains_a_model_without_linear_layer():
     with pytest.raises(ValueError, match="no nn.Linear"):
         head_name(nn.Sequential(nn.Conv2d(3, 2, 1)))
@@ -465,6 +580,90 @@ def test_coursekit_never_passes_the_deprecated_pretrained_flag():
         for line in deprecated_pretrained_calls(path.read_text(encoding="utf-8"))
     ]
     assert offenders == [], "use the weights API (weights=...DEFAULT) instead"
+
+
+def test_full_mode_offline_shows_only_the_clear_message(hub_dir, downloads, capsys):
+    with pytest.raises(WeightsUnavailableError, match="download failed"):
+        pretrained("resnet18", settings=get_settings("full"), allow_download=True)
+    assert downloads == [tvm.ResNet18_Weights.DEFAULT.url]
+    assert capsys.readouterr() == ("", "")  # no "Downloading: https://..." before the error
+
+
+def test_a_download_goes_to_the_cache_with_the_hash_checked(hub_dir, monkeypatch):
+    torch.manual_seed(0)
+    served = tvm.resnet18(weights=None)
+    requests = []
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        requests.append((url, Path(dst), hash_prefix))
+        torch.save(served.state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    model = pretrained("resnet18", settings=get_settings("full"))
+    assert requests == [(tvm.ResNet18_Weights.DEFAULT.url, weights_path("resnet18"), "f37072fd")]
+    assert torch.equal(model.conv1.weight, served.conv1.weight)
+
+
+@pytest.fixture
+def corrupt_cache(hub_dir) -> Path:
+    """A resnet18 weights file cut off halfway, as an interrupted copy leaves it."""
+    path = weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save(tvm.resnet18(weights=None).state_dict(), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def test_a_corrupt_cached_file_names_the_file_and_the_fix_in_full_mode(corrupt_cache, downloads):
+    with pytest.raises(WeightsUnavailableError) as error:
+        pretrained("resnet18", settings=get_settings("full"))
+    message = str(error.value)
+    assert str(corrupt_cache) in message and "Delete it" in message
+    assert "python -m data_scripts weights resnet18" in message and "--from DIR" in message
+    assert downloads == []
+
+
+def test_a_corrupt_cached_file_falls_back_to_random_init_in_smoke_mode(corrupt_cache, capsys):
+    model = pretrained("resnet18", settings=get_settings("smoke"), num_classes=3)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "random initialization" in lines[0]
+    assert model.fc.out_features == 3
+
+
+def cache_imagenet_weights(name: str, build) -> None:
+    """Put a file shaped like the official weights (auxiliary heads included) in the cache."""
+    path = weights_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(build().state_dict(), path)
+
+
+ODD_HEADS = [
+    (
+        "googlenet",
+        lambda: tvm.GoogLeNet(aux_logits=True, transform_input=True, init_weights=False),
+    ),
+    (
+        "inception_v3",
+        lambda: tvm.Inception3(aux_logits=True, transform_input=True, init_weights=False),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "official"), ODD_HEADS, ids=["googlenet", "inception_v3"])
+def test_pretrained_and_random_init_have_the_same_layers_and_return_logits(
+    hub_dir, downloads, capsys, name, official
+):
+    random_model = pretrained(name, settings=get_settings("smoke"), num_classes=3)
+    assert "random initialization" in capsys.readouterr().out
+    cache_imagenet_weights(name, official)
+    weighted = pretrained(name, settings=get_settings("full"), num_classes=3)
+
+    assert shapes(random_model) == shapes(weighted)
+    for model in (random_model, weighted):
+        assert model.transform_input and not model.aux_logits
+        logits = model.train()(torch.rand(2, 3, 75, 75))  # train mode: no auxiliary outputs
+        assert isinstance(logits, torch.Tensor) and logits.shape == (2, 3)
+    assert downloads == []
 
 
 # --- Keras arithmetic -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import types
@@ -13,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.lr_scheduler import ReduceLROnPlateau, StepLR
+from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau, StepLR
 from torch.utils.data import DataLoader, TensorDataset
 
 from coursekit import train
@@ -81,6 +82,18 @@ def quiet_fit(model: nn.Module, optimizer=None, loaders=None, **kwargs) -> Histo
         device="cpu",
         **kwargs,
     )
+
+
+#: Metadata as lessons store it: what the model is and how its inputs were prepared.
+TRAINED_AS = {
+    "class_names": ["ants", "bees", "wasps"],
+    "arch": "tiny",
+    "num_classes": N_CLASSES,
+    "image_size": 3,
+    "resize_size": 4,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+}
 
 
 def without_times(history: History) -> dict:
@@ -247,6 +260,60 @@ def test_reduce_lr_on_plateau_gets_the_valid_loss():
     assert history.valid_loss[0] != pytest.approx(history.train_loss[0])
 
 
+def test_reduce_lr_on_plateau_in_max_mode_watches_the_valid_accuracy(monkeypatch):
+    # Accuracy rises every epoch while the loss stays flat: fed the loss, mode="max" would
+    # see no progress and cut the LR; fed the accuracy, it keeps it.
+    monkeypatch.setattr(train, "evaluate", scripted_evaluate([0.5, 0.6, 0.7, 0.8], []))
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0)
+    history = quiet_fit(model, optimizer, epochs=4, scheduler=scheduler)
+    assert history.lr == pytest.approx([0.1] * 4)
+    assert scheduler.best == pytest.approx(0.8)
+
+
+def test_one_cycle_lr_steps_after_every_batch_and_ends_at_its_final_rate():
+    epochs, loaders = 3, tiny_loaders()
+    steps_per_epoch = len(loaders["train"])  # 40 samples in batches of 8: 5
+    total_steps = epochs * steps_per_epoch
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rates_used: list[float] = []  # the learning rate of every optimizer step
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: rates_used.append(opt.param_groups[0]["lr"])
+    )
+    scheduler = OneCycleLR(
+        optimizer,
+        max_lr=1.0,
+        total_steps=total_steps,
+        pct_start=0.2,  # the peak falls on step 0.2 * 15 - 1 = 2
+        div_factor=25.0,
+        final_div_factor=1e4,
+    )
+    history = quiet_fit(model, optimizer, loaders=loaders, epochs=epochs, scheduler=scheduler)
+
+    assert scheduler.last_epoch == total_steps == len(rates_used)  # one step per batch
+    assert rates_used[0] == pytest.approx(1.0 / 25.0)  # max_lr / div_factor
+    assert max(rates_used) == pytest.approx(1.0)
+    assert rates_used[-1] == pytest.approx(1.0 / 25.0 / 1e4)  # ... / final_div_factor
+    # The history's rate per epoch is the one its first batch used.
+    assert history.lr == pytest.approx(rates_used[::steps_per_epoch])
+
+
+def test_cyclic_lr_steps_after_every_batch_and_step_lr_after_every_epoch():
+    loaders = tiny_loaders()
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    cyclic = CyclicLR(optimizer, base_lr=0.01, max_lr=0.1, step_size_up=4, cycle_momentum=False)
+    quiet_fit(model, optimizer, loaders=loaders, epochs=2, scheduler=cyclic)
+    assert cyclic.last_epoch == 2 * len(loaders["train"])
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    step = StepLR(optimizer, step_size=1)
+    quiet_fit(model, optimizer, loaders=loaders, epochs=2, scheduler=step)
+    assert step.last_epoch == 2
+
+
 def test_fit_needs_train_and_valid_loaders():
     with pytest.raises(ValueError, match="'valid'"):
         quiet_fit(tiny_model(), loaders={"train": tiny_loaders()["train"]})
@@ -261,9 +328,55 @@ def test_fit_is_reproducible_with_a_seed():
     assert first.train_loss != other.train_loss  # the seed drives shuffling and dropout
 
 
+def test_a_seed_reseeds_the_loaders_own_generator_so_a_rerun_repeats():
+    # make_loaders gives the train loader its own generator: fit(seed=...) must reset it, or
+    # running the same fit cell twice would shuffle differently the second time.
+    loaders = tiny_loaders(generator=torch.Generator().manual_seed(0))
+    start = tiny_model(dropout=0.3)
+    first, again = (
+        quiet_fit(copy.deepcopy(start), loaders=loaders, epochs=2, seed=0) for _ in range(2)
+    )
+    assert without_times(first) == without_times(again)
+
+
+def test_a_model_that_returns_a_tuple_in_train_mode_gets_a_clear_message():
+    class WithAuxiliaryOutput(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = tiny_model()
+
+        def forward(self, x):
+            logits = self.body(x)
+            return (logits, logits) if self.training else logits
+
+    with pytest.raises(TypeError, match="returned a tuple in train mode.*aux_logits=False"):
+        quiet_fit(WithAuxiliaryOutput())
+
+
 def test_amp_is_never_used_on_cpu():
     runs = [quiet_fit(tiny_model(), epochs=1, seed=0, amp=amp) for amp in (True, False)]
     assert without_times(runs[0]) == without_times(runs[1])
+
+
+def test_grad_scaler_only_on_cuda_unless_amp_is_switched_off(monkeypatch):
+    # Without a GPU, GradScaler warns and disables itself: pretend CUDA is there.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for amp in (None, True):
+        scaler = train._grad_scaler(torch.device("cuda"), amp)
+        assert isinstance(scaler, torch.amp.GradScaler) and scaler.is_enabled()
+    assert train._grad_scaler(torch.device("cuda"), False) is None
+    for device in ("cpu", "mps"):
+        for amp in (None, True, False):
+            assert train._grad_scaler(torch.device(device), amp) is None, (device, amp)
+
+
+def test_autocast_is_float16_on_cuda_and_does_nothing_elsewhere(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    on_gpu = train._autocast(torch.device("cuda"), enabled=True)
+    assert isinstance(on_gpu, torch.autocast)
+    assert (on_gpu.device, on_gpu.fast_dtype, on_gpu._enabled) == ("cuda", torch.float16, True)
+    for device, enabled in [("cpu", True), ("mps", True), ("cuda", False)]:
+        assert isinstance(train._autocast(torch.device(device), enabled), contextlib.nullcontext)
 
 
 def test_progress_false_prints_nothing_and_true_shows_bars(capsys):
@@ -303,15 +416,7 @@ def test_best_checkpoint_is_written_only_when_valid_accuracy_improves(tmp_path, 
 
 
 def test_checkpoint_holds_everything_and_loads_with_weights_only(tmp_path):
-    metadata = {
-        "class_names": ["ants", "bees", "wasps"],
-        "arch": "tiny",
-        "num_classes": N_CLASSES,
-        "image_size": 3,
-        "resize_size": 4,
-        "mean": (0.5, 0.5, 0.5),
-        "std": (0.25, 0.25, 0.25),
-    }
+    metadata = {**TRAINED_AS, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}  # tuples too
     model = tiny_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     path = tmp_path / "runs" / "best.pt"
@@ -394,6 +499,53 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, own_genera
     torch.testing.assert_close(resumed_model.state_dict(), full_model.state_dict())
 
 
+def first_run_then_resume(tmp_path: Path, monkeypatch, **resume_kwargs) -> Path:
+    """One epoch with TRAINED_AS, then a resume to 3 epochs whose every epoch is a new best."""
+    monkeypatch.setattr(train, "evaluate", scripted_evaluate([0.5, 0.6, 0.7], []))
+    path = tmp_path / "best.pt"
+    quiet_fit(tiny_model(), epochs=1, checkpoint_path=path, metadata=TRAINED_AS)
+    quiet_fit(
+        tiny_model(seed=1),
+        epochs=3,
+        checkpoint_path=path,
+        resume_from=last_checkpoint_path(path),
+        **resume_kwargs,
+    )
+    return path
+
+
+def test_resume_without_metadata_keeps_the_stored_metadata(tmp_path, monkeypatch):
+    path = first_run_then_resume(tmp_path, monkeypatch)
+    for written in (path, last_checkpoint_path(path)):
+        state = load_checkpoint(written)
+        assert state["epoch"] == 3  # both files were written again by the resumed run
+        assert state["metadata"] == TRAINED_AS
+
+
+def test_resume_with_matching_metadata_stores_it_as_given(tmp_path, monkeypatch):
+    given = {**TRAINED_AS, "note": "resumed"}
+    path = first_run_then_resume(tmp_path, monkeypatch, metadata=given)
+    assert load_checkpoint(path)["metadata"] == given
+
+
+@pytest.mark.parametrize(("key", "value"), [("arch", "resnet18"), ("num_classes", 5)])
+def test_resume_refuses_metadata_of_another_model_before_touching_anything(tmp_path, key, value):
+    path = tmp_path / "best.pt"
+    quiet_fit(tiny_model(), epochs=1, checkpoint_path=path, metadata=TRAINED_AS)
+    model = tiny_model(seed=1)
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(CheckpointMismatchError, match=f"{key}: stored"):
+        quiet_fit(
+            model,
+            epochs=2,
+            checkpoint_path=path,
+            resume_from=last_checkpoint_path(path),
+            metadata={**TRAINED_AS, key: value},
+        )
+    torch.testing.assert_close(model.state_dict(), before)
+    assert load_checkpoint(path)["metadata"] == TRAINED_AS
+
+
 class InterruptingLoader:
     """Yields ``batches`` each epoch, but raises KeyboardInterrupt at one batch of one epoch."""
 
@@ -424,6 +576,39 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_best_checkpoint(tmp_path, capsys):
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1
     assert "epoch 2 of 5" in out and str(path) in out and f"{history.best_acc:.4f}" in out
+
+
+@pytest.mark.parametrize(
+    ("interrupted_save", "best_on_disk"), [(3, 1), (4, 2)], ids=["best-write", "latest-write"]
+)
+def test_ctrl_c_while_a_checkpoint_is_written_reports_what_the_files_hold(
+    tmp_path, monkeypatch, capsys, interrupted_save, best_on_disk
+):
+    # Epochs 1 and 2 both improve, so each writes the best then the latest checkpoint:
+    # save 3 is epoch 2's best checkpoint, save 4 its latest one.
+    monkeypatch.setattr(train, "evaluate", scripted_evaluate([0.5, 0.7, 0.8], []))
+    real_save, saves = torch.save, []
+
+    def save(obj, file, *args, **kwargs):
+        saves.append(file)
+        if len(saves) == interrupted_save:
+            raise KeyboardInterrupt
+        real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    path = tmp_path / "best.pt"
+    history = quiet_fit(tiny_model(), epochs=3, checkpoint_path=path)
+    monkeypatch.undo()
+
+    assert history.interrupted and history.epochs_done == 2
+    assert load_checkpoint(path)["epoch"] == best_on_disk
+    assert load_checkpoint(last_checkpoint_path(path))["epoch"] == 1
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1
+    best_acc = [0.5, 0.7][best_on_disk - 1]
+    assert f"Best checkpoint (epoch {best_on_disk}, valid acc {best_acc:.4f})" in out
+    assert "the latest checkpoint holds epoch 1" in out
+    assert "To continue after epoch 1" in out
 
 
 # --------------------------------------------------------------------------- loading errors

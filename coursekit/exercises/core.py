@@ -7,8 +7,9 @@ In a notebook, a learner replaces the blank ``____`` and checks the answer::
     q1.hint()              # Hint 1/2, then Hint 2/2, ...
     q1.solution()          # the solution as a Python code block
 
-``check()`` never raises: a mistake, or an exception from the learner's own object, comes
-back as a FAIL with a message saying what to look at, so a notebook always runs to the end.
+``check()`` never raises: a mistake, or an exception from the learner's own object (even
+``SystemExit``), comes back as a FAIL with a message saying what to look at, so a notebook
+always runs to the end. Only Ctrl-C (``KeyboardInterrupt``) gets through.
 It shows the result (coloured in Jupyter, plain text elsewhere) and returns a ``Result``.
 
 Writing questions
@@ -130,9 +131,12 @@ def contains_placeholder(value: object) -> bool:
     learner's function or class whose code still names ``____`` (nested functions, lambdas
     and methods included).
 
+    A function written in a notebook that still says ``return x * ____`` counts; code
+    from coursekit, torch, torchvision and numpy is never searched.
+
     >>> contains_placeholder({"lr": 0.1, "momentum": ____})
     True
-    >>> contains_placeholder(lambda x: x * ____), contains_placeholder(lambda x: x * 2)
+    >>> contains_placeholder([0.1, (0.9, ____)]), contains_placeholder([0.1, (0.9, 0.99)])
     (True, False)
     """
     return _search_placeholder(value, seen=set())
@@ -366,10 +370,20 @@ def _equal(actual: Any, expected: Any, tolerance: float | None) -> bool:
         if tolerance is None:
             return bool((actual == expected).all())
         return bool((abs(actual - expected) <= tolerance).all())
+    if _bool_against_number(actual, expected) or _bool_against_number(expected, actual):
+        return False  # True == 1 in Python, but a yes/no answer is not a count
     actual_number, expected_number = _as_number(actual), _as_number(expected)
     if tolerance is not None and actual_number is not None and expected_number is not None:
         return math.isclose(actual_number, expected_number, rel_tol=0.0, abs_tol=tolerance)
     return bool(actual == expected)
+
+
+def _bool_against_number(value: object, other: object) -> bool:
+    return (
+        isinstance(value, bool)
+        and isinstance(other, numbers.Number)
+        and not isinstance(other, bool)
+    )
 
 
 def expect_shape(tensor: Any, shape: Sequence[int | None], what: str) -> None:
@@ -469,7 +483,9 @@ class Question:
             return Result(Outcome.NOT_ATTEMPTED, NOT_ATTEMPTED_MESSAGE)
         except Incorrect as mistake:
             return Result(Outcome.FAIL, str(mistake))
-        except Exception as error:  # anything the learner's object does must not stop the notebook
+        except (KeyboardInterrupt, GeneratorExit):
+            raise  # Ctrl-C must stop the notebook; GeneratorExit is Python closing a generator
+        except BaseException as error:  # whatever the learner's object does, even sys.exit()
             return Result(Outcome.FAIL, _describe_crash(error, self))
         return Result(Outcome.PASS, self.correct_message)
 
@@ -519,7 +535,9 @@ class ValueQuestion(Question):
     """Questions like "what is the number?": the answer must equal ``expected``.
 
     ``tolerance`` is the allowed absolute error for numbers (0-d tensors work too); strings
-    are compared ignoring case and surrounding spaces. ``wrong_answers`` maps a common wrong
+    are compared ignoring case and surrounding spaces. A tensor (or array) ``expected`` needs
+    a tensor (or array): an equal list is told to return one. ``True``/``False`` never count
+    as the numbers 1/0, nor numbers as yes/no answers. ``wrong_answers`` maps a common wrong
     answer to the message explaining it.
 
     >>> q = ValueQuestion(expected=0.1, tolerance=1e-3, wrong_answers={1.0: "Too big."})
@@ -532,6 +550,16 @@ class ValueQuestion(Question):
     wrong_answers: Mapping[Any, str] = MappingProxyType({})
 
     def _check(self, answer: Any) -> None:
+        if _is_array(self.expected) and not _is_array(answer):
+            kind = type(self.expected).__name__
+            raise Incorrect(
+                f"Return a {kind}: your answer is a {type(answer).__name__}, but this question "
+                f"wants {safe_repr(self.expected)}."
+            )
+        if _bool_against_number(answer, self.expected):
+            raise Incorrect(
+                f"`{answer}` is a yes/no value (a bool), but this question wants a number."
+            )
         if self._matches(answer, self.expected):
             return
         for wrong, message in self.wrong_answers.items():
@@ -572,9 +600,11 @@ _LIBRARY_DIRS = tuple(
 )
 
 
-def _describe_crash(error: Exception, question: Question) -> str:
+def _describe_crash(error: BaseException, question: Question) -> str:
     """The message for an exception raised while checking: what it was and where to look."""
     what = f"`{type(error).__name__}: {_safe_str(error)}`"
+    if isinstance(error, SystemExit):
+        what += " (`exit()` and `sys.exit()` end the whole program: `return` a value instead)"
     place = _place_in_learner_code(error, question)
     if place is None:
         return (
@@ -587,7 +617,7 @@ def _describe_crash(error: Exception, question: Question) -> str:
     )
 
 
-def _place_in_learner_code(error: Exception, question: Question) -> str | None:
+def _place_in_learner_code(error: BaseException, question: Question) -> str | None:
     """Where the innermost frame of the learner's own code is ("in `f`, line 3"), if any.
 
     Frames of the question's methods and of library folders are the checker's, not the
@@ -612,7 +642,7 @@ def _place_in_learner_code(error: Exception, question: Question) -> str | None:
     return None
 
 
-def _safe_str(error: Exception) -> str:
+def _safe_str(error: BaseException) -> str:
     try:
         return str(error)
     except Exception:  # an exception class with a broken __str__
