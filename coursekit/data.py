@@ -132,6 +132,30 @@ def _image_files(folder: Path) -> list[Path]:
     return [path for path in _visible_files(folder) if _has_image_extension(path)]
 
 
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` and its sub-folders, sorted; hidden files/folders ignored.
+
+    The same walk as the datasets use (linked sub-folders followed, ``.ipynb_checkpoints``
+    skipped so that no image is seen twice).
+
+    >>> image_files("my_photos")[:2]  # doctest: +SKIP
+    [PosixPath('my_photos/cat.jpg'), PosixPath('my_photos/dog.png')]
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Image folder {root} does not exist (or is not a folder). Check the path; "
+            f"relative paths start at the current directory, {Path.cwd()}."
+        )
+    files = _image_files(root)
+    if not files:
+        raise FileNotFoundError(
+            f"No image files in {root} or its sub-folders (looked for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}). Put some images there or pick another folder."
+        )
+    return files
+
+
 # --------------------------------------------------------------------------- one image
 
 

@@ -43,10 +43,9 @@ from coursekit import models
 from coursekit._safe_io import atomic_write, first_unsafe_value
 from coursekit.config import pick_device
 from coursekit.data import (
-    IMAGE_EXTENSIONS,
     UnreadableImageError,
     eval_transforms,
-    is_hidden,
+    image_files,
     load_image,
     to_rgb,
 )
@@ -214,34 +213,6 @@ def predict_folder(
     """
     files = image_files(folder)
     return predict_images(model, files, transform, class_names, device, batch_size, top_k, progress)
-
-
-def image_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` and its sub-folders, sorted; hidden files/folders ignored.
-
-    >>> image_files("my_photos")[:2]  # doctest: +SKIP
-    [PosixPath('my_photos/cat.jpg'), PosixPath('my_photos/dog.png')]
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"Image folder {root} does not exist (or is not a folder). Check the path; "
-            f"relative paths start at the current directory, {Path.cwd()}."
-        )
-    files = sorted(
-        path
-        for path in root.rglob("*")
-        if path.is_file()
-        and path.suffix.lower() in IMAGE_EXTENSIONS
-        # Checkpoint copies such as .ipynb_checkpoints/ would be predicted twice otherwise.
-        and not any(is_hidden(part) for part in path.relative_to(root).parts)
-    )
-    if not files:
-        raise FileNotFoundError(
-            f"No image files in {root} or its sub-folders (looked for "
-            f"{', '.join(sorted(IMAGE_EXTENSIONS))}). Put some images there or pick another folder."
-        )
-    return files
 
 
 def _predict_batch(

@@ -420,7 +420,7 @@ def _check_fit_arguments(
             "to fit: your scheduler still drives the OLD optimizer, so its learning-rate "
             "changes would never reach training (a common mistake after unfreezing a "
             "backbone). Create the scheduler after the new optimizer, e.g. "
-            "scheduler = StepLR(optimizer, step_size=7, gamma=0.1)."
+            "scheduler = StepLR(optimizer, step_size=..., gamma=...)."
         )
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from coursekit import infer, models
 from coursekit.config import IMAGENET_MEAN, IMAGENET_STD
-from coursekit.data import eval_transforms, load_image
+from coursekit.data import eval_transforms, image_files, load_image
 from coursekit.infer import BundleError, Prediction
 from coursekit.train import save_checkpoint
 
@@ -261,10 +261,15 @@ def test_predict_folder_is_recursive_sorted_and_ignores_hidden_files(model, tran
     make_image(folder / "a" / ".hidden.png", seed=5)
     make_image(folder / "__MACOSX" / "x.png", seed=6)
     (folder / "notes.txt").write_text("not an image")
+    # A linked sub-folder is walked as the datasets walk it (build_datasets follows links).
+    elsewhere = make_image(tmp_path / "elsewhere" / "4.png", seed=7).parent
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    wanted.append(folder / "linked" / "4.png")
 
     preds = infer.predict_folder(model, folder, transform, CLASSES, batch_size=2)
 
     assert [p.source for p in preds] == [str(path) for path in sorted(wanted)]
+    assert image_files(folder) == sorted(wanted)
 
 
 def test_predict_folder_explains_a_missing_or_empty_folder(model, transform, tmp_path):
