@@ -12,7 +12,6 @@ shows how much of either variant's time batching cannot touch.
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import tempfile
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 from torch import nn
 
@@ -52,6 +52,9 @@ SPEEDUP_TARGET = 4.0
 BATCH_SIZE = 32
 DECODE_WORKERS = 2
 WORKERS_VARIANT = f"predict_folder, {DECODE_WORKERS} decode workers"
+FORWARD_ONE = "forward only, batch 1"
+FORWARD_NCHW = "forward only, batched NCHW"
+FORWARD_NHWC = "forward only, batched channels-last"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ class CaseResult:
         batched = self.images_per_second("predict_folder", clock)
         return batched / self.images_per_second("one_by_one", clock)
 
+    def forward_speedup(self, variant: str) -> float:
+        """How much faster the network alone runs batched than one image at a time."""
+        return median(self.runs[FORWARD_ONE].wall) / median(self.runs[variant].wall)
+
     @property
     def preprocessing_share(self) -> float:
         """Fraction of the batched CPU time spent opening and transforming images."""
@@ -99,16 +106,46 @@ def inference_jobs(
         ),
         "preprocessing": lambda: [transform(Image.open(path).convert("RGB")) for path in paths],
     }
-    if decoding_workers_supported():
-        jobs[WORKERS_VARIANT] = lambda: ck.predict_folder(
-            model, folder, transform, names, batch_size=batch_size, num_workers=DECODE_WORKERS
-        )
+    jobs[WORKERS_VARIANT] = lambda: ck.predict_folder(
+        model, folder, transform, names, batch_size=batch_size, num_workers=DECODE_WORKERS
+    )
+    jobs.update(forward_only_jobs(model, [transform(load_rgb(path)) for path in paths], batch_size))
     return jobs
 
 
-def decoding_workers_supported() -> bool:
-    """Whether this coursekit's predict_folder can decode images in worker processes."""
-    return "num_workers" in inspect.signature(ck.predict_folder).parameters
+def load_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def forward_only_jobs(
+    model: nn.Module, tensors: list[torch.Tensor], batch_size: int
+) -> dict[str, Callable[[], object]]:
+    """The network alone on ready tensors: one at a time, and batched in both memory layouts.
+
+    No files and no transforms, so these bound what batching can give on this machine, and
+    the two batched layouts show what storing a batch channels-last (NHWC) is worth.
+    """
+    singles = [tensor.unsqueeze(0) for tensor in tensors]
+    batches = [
+        torch.stack(tensors[start : start + batch_size])
+        for start in range(0, len(tensors), batch_size)
+    ]
+    channels_last = [batch.contiguous(memory_format=torch.channels_last) for batch in batches]
+
+    def run(inputs: list[torch.Tensor]) -> Callable[[], None]:
+        def forward_all() -> None:
+            with torch.inference_mode():
+                for batch in inputs:
+                    model(batch)
+
+        return forward_all
+
+    return {
+        FORWARD_ONE: run(singles),
+        FORWARD_NCHW: run(batches),
+        FORWARD_NHWC: run(channels_last),
+    }
 
 
 def measure_case(case: Case, valid_dir: Path, repeats: int) -> CaseResult:
@@ -121,14 +158,16 @@ def measure_case(case: Case, valid_dir: Path, repeats: int) -> CaseResult:
 
 NOTES = """\
 How to read it. Both variants open, decode, convert and transform every image one at a time
-in the main process (`predict_folder` also applies EXIF orientation and safe-decoding
-checks); only the forward pass is batched. On a CPU a batch of 32 costs about as much as 32
-single-image passes once one image keeps every thread busy (large images, one thread), so
-batching pays where a single image cannot: small images, several threads, and a busy
-machine, where each of the many small operations of a batch-1 pass waits for threads that
-other programs hold. The preprocessing share bounds what a faster forward pass can give:
-if preprocessing is a fraction p of the batched time, the batched time cannot drop below p
-of what it is now unless decoding moves to other cores (the decode-workers column).
+(`predict_folder` also applies EXIF orientation and safe-decoding checks); `predict_folder`
+runs the network once per batch of 32, stored channels-last on a CPU, under
+`inference_mode`. The last column is the network alone on ready tensors, in the same run:
+it is the most batching can give on this machine, whatever the loop around it does. On a
+CPU a single 224-px image already keeps the cores busy, so a batch of 32 costs nearly as
+much as 32 single passes and only the channels-last layout (oneDNN's faster convolutions)
+gains much; small images leave a batch-1 pass mostly overhead, and there batching pays
+several times over. The preprocessing share is the part of the batched time no forward
+pass can shorten; decode workers only help when there are idle cores for them (on a 2-core
+machine they compete with the compute threads, the workers column).
 """
 
 
@@ -137,15 +176,14 @@ def render(results: Sequence[CaseResult], environment: dict, seconds: float) -> 
         "| size | images | one by one img/s | predict_folder img/s | speedup wall "
         f"(target >= {SPEEDUP_TARGET:.0f}x) | speedup CPU "
         "| preprocessing CPU s (share of batched) | repeats wall s: one by one; predict_folder "
-        f"| {WORKERS_VARIANT} (wall) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| {WORKERS_VARIANT} (wall) "
+        "| network alone, batched vs batch 1: NCHW / channels-last |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         workers = (
             f"{r.images_per_second(WORKERS_VARIANT):.1f} img/s = "
             f"{r.images_per_second(WORKERS_VARIANT) / r.images_per_second('one_by_one'):.2f}x"
-            if WORKERS_VARIANT in r.runs
-            else "n/a (this coursekit has no num_workers)"
         )
         rows.append(
             f"| {r.case.size.label} | {r.images} "
@@ -155,7 +193,8 @@ def render(results: Sequence[CaseResult], environment: dict, seconds: float) -> 
             f"| {r.speedup('cpu'):.2f}x "
             f"| {median(r.runs['preprocessing'].cpu):.2f} ({r.preprocessing_share:.0%}) "
             f"| {seconds_list(r.runs['one_by_one'].wall)}; "
-            f"{seconds_list(r.runs['predict_folder'].wall)} | {workers} |"
+            f"{seconds_list(r.runs['predict_folder'].wall)} | {workers} "
+            f"| {r.forward_speedup(FORWARD_NCHW):.2f}x / {r.forward_speedup(FORWARD_NHWC):.2f}x |"
         )
     return "\n".join(
         [
@@ -180,7 +219,6 @@ def plot(results: Sequence[CaseResult]) -> Path:
         {
             variant: [r.images_per_second(variant) for r in results]
             for variant in ("one_by_one", "predict_folder", WORKERS_VARIANT)
-            if variant in results[0].runs
         },
         log_scale=True,
     )

@@ -183,12 +183,52 @@ def test_predict_images_batched_equals_one_by_one(model, transform, images):
 
     batched = infer.predict_images(model, images, transform, CLASSES, batch_size=2)
 
-    assert forwards == [2, 2, 2, 1]  # one per batch, plus the first batch's untimed warm-up
+    assert forwards == [1, 2, 2, 1]  # one image's untimed warm-up, then one pass per batch
     assert [p.source for p in batched] == [str(path) for path in images]
     for path, pred in zip(images, batched, strict=True):
         alone = infer.predict_image(model, path, transform, CLASSES)
         assert pred.top_classes == alone.top_classes
         assert pred.top_probs == pytest.approx(alone.top_probs, abs=1e-5)
+
+
+def test_decoding_in_worker_processes_gives_the_same_predictions_and_reports(
+    model, transform, images, tmp_path, capsys
+):
+    broken = tmp_path / "imgs" / "broken.png"
+    broken.write_bytes(b"not a picture")
+    paths = [*images[:2], broken, *images[2:]]
+
+    in_process = infer.predict_images(model, paths, transform, CLASSES, batch_size=2)
+    in_workers = infer.predict_images(
+        model, paths, transform, CLASSES, batch_size=2, num_workers=2
+    )
+
+    assert [p.source for p in in_workers] == [str(path) for path in images]
+    for a, b in zip(in_process, in_workers, strict=True):
+        assert a.top_classes == b.top_classes
+        assert a.top_probs == pytest.approx(b.top_probs, abs=1e-6)
+    # Printed by the notebook's own process both times, so the learner sees it.
+    assert capsys.readouterr().out.count(f"Skipped: Cannot read image {broken}") == 2
+    with pytest.raises(ValueError, match="num_workers=-1"):
+        infer.predict_images(model, paths, transform, CLASSES, num_workers=-1)
+
+
+def test_cpu_batches_run_channels_last_with_the_same_scores(model, transform, images):
+    layouts: list[bool] = []
+    model.register_forward_pre_hook(
+        lambda module, args: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)
+        )
+    )
+
+    preds = infer.predict_images(model, images, transform, CLASSES, batch_size=len(images))
+
+    assert layouts and all(layouts)
+    batch = torch.stack([transform(load_image(path)) for path in images])
+    with torch.inference_mode():
+        expected = torch.softmax(model.eval()(batch), dim=1)
+    for pred, probs in zip(preds, expected, strict=True):
+        assert pred.top_probs[0] == pytest.approx(probs.max().item(), abs=1e-5)
 
 
 def test_predict_images_gives_each_image_its_share_of_the_batch_time(transform, images):
@@ -220,7 +260,7 @@ def test_a_slow_first_call_is_an_untimed_warm_up(transform, images):
     preds = infer.predict_images(probe, images[:4], transform, CLASSES, batch_size=2)
     alone = infer.predict_image(slow_first_call(first_call_seconds), images[0], transform, CLASSES)
 
-    assert [call["batch"] for call in probe.calls] == [2, 2, 2]  # warm-up, then two batches
+    assert [call["batch"] for call in probe.calls] == [1, 2, 2]  # warm-up, then two batches
     assert max(p.seconds for p in [*preds, alone]) < first_call_seconds / 4
 
 
