@@ -25,11 +25,14 @@ from torch.profiler import ProfilerActivity, profile
 import coursekit as ck
 from bench.common import (
     FULL_SIZE,
+    SMOKE_SIZE,
     TINY_SIZE,
     ImageSize,
     apply_threads,
     base_parser,
     collect_environment,
+    interleaved,
+    ratio,
     report,
     resnet18_classifier,
     section_intro,
@@ -48,6 +51,7 @@ CATEGORIES = {
     ".item() syncs": ("aten::item",),
 }
 OTHER = "forward + rest"
+LAYOUT_BATCH = 32
 
 
 def _category(name: str) -> str | None:
@@ -120,12 +124,47 @@ def phase_jobs(data_dir: Path, size: ImageSize, per_class: int, batch_size: int)
     }
 
 
+def train_step_layouts(
+    sizes: tuple[ImageSize, ...], batch_size: int, repeats: int
+) -> dict[str, float]:
+    """Median train-step seconds per image size, NCHW vs a channels-last model and batch.
+
+    The one change to the train phase's arithmetic that a loop could make by itself: the
+    memory layout (channels-last is what oneDNN's convolutions prefer).
+    """
+    criterion = nn.CrossEntropyLoss()
+    ratios = {}
+    for size in sizes:
+        jobs = {}
+        for layout in (torch.contiguous_format, torch.channels_last):
+            model = resnet18_classifier().to(memory_format=layout).train()
+            optimizer = torch.optim.Adam(model.parameters())
+            images = torch.randn(batch_size, 3, size.crop, size.crop).contiguous(
+                memory_format=layout
+            )
+            labels = torch.randint(0, 12, (batch_size,))
+
+            def step(model=model, optimizer=optimizer, images=images, labels=labels) -> None:
+                optimizer.zero_grad(set_to_none=True)
+                criterion(model(images), labels).backward()
+                optimizer.step()
+
+            jobs[str(layout)] = step
+        interleaved(jobs, 1)  # warm-up
+        runs = interleaved(jobs, repeats)
+        ratios[size.label] = ratio(
+            runs[str(torch.channels_last)].wall, runs[str(torch.contiguous_format)].wall
+        )
+    return ratios
+
+
 def render(
     rows: dict[tuple[str, str], dict[str, float]],
     environment: dict,
     seconds: float,
     size: ImageSize,
     images: int,
+    layouts: dict[str, float],
 ) -> str:
     columns = [*CATEGORIES, OTHER]
     lines = [
@@ -143,6 +182,11 @@ def render(
             *lines,
             "",
             NOTES,
+            "Train step of the same ResNet-18 with the model and the batch stored channels-last "
+            f"instead of NCHW (batch {LAYOUT_BATCH}, interleaved repeats, ratio of medians; "
+            "below 1 is faster): "
+            + ", ".join(f"{label} {value:.2f}x" for label, value in layouts.items())
+            + ".",
         ]
     )
 
@@ -170,7 +214,14 @@ def main(argv: list[str] | None = None) -> None:
         for job in jobs.values():  # warm-up
             job()
         rows = {key: profiled(job) for key, job in jobs.items()}
-    markdown = render(rows, environment, time.perf_counter() - started, size, per_class * 12)
+    layouts = train_step_layouts(
+        (TINY_SIZE,) if args.quick else (SMOKE_SIZE, FULL_SIZE),
+        LAYOUT_BATCH,
+        args.repeats or (1 if args.quick else 5),
+    )
+    markdown = render(
+        rows, environment, time.perf_counter() - started, size, per_class * 12, layouts
+    )
     report(NAME, markdown, quick=args.quick)
 
 
