@@ -99,17 +99,21 @@ def inference_jobs(
     transform = ck.eval_transforms(size.crop, size.resize)
     names = [str(index) for index in range(model.fc.out_features)]
     paths = ck.image_files(folder)
+
+    def preprocess() -> list[torch.Tensor]:
+        return [transform(load_rgb(path)) for path in paths]
+
     jobs = {
         "one_by_one": lambda: plain_predict_one_by_one(model, paths, transform, names),
         "predict_folder": lambda: ck.predict_folder(
             model, folder, transform, names, batch_size=batch_size
         ),
-        "preprocessing": lambda: [transform(Image.open(path).convert("RGB")) for path in paths],
+        "preprocessing": preprocess,
     }
     jobs[WORKERS_VARIANT] = lambda: ck.predict_folder(
         model, folder, transform, names, batch_size=batch_size, num_workers=DECODE_WORKERS
     )
-    jobs.update(forward_only_jobs(model, [transform(load_rgb(path)) for path in paths], batch_size))
+    jobs.update(forward_only_jobs(model, preprocess(), batch_size))
     return jobs
 
 

@@ -200,7 +200,7 @@ def _init_vgg(model: VGG) -> None:
     _init_conv_and_norm(model)
     for module in model.classifier.modules():
         if isinstance(module, nn.Linear):
-            # 0.01 as in the VGG paper; for 25,088 inputs that is close to He's sqrt(2/25,088) ~ 0.009.
+            # 0.01 as in the VGG paper: for 25,088 inputs, close to He's sqrt(2/25,088) ~ 0.009.
             nn.init.normal_(module.weight, 0.0, 0.01)
             nn.init.zeros_(module.bias)
 
