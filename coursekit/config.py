@@ -140,6 +140,15 @@ class Settings:
     def is_smoke(self) -> bool:
         return self.mode == "smoke"
 
+    @property
+    def caveat(self) -> str:
+        """What a lesson prints next to a result: nothing in a real run, a warning in a quick one.
+
+        >>> Settings.for_mode("full").caveat
+        ''
+        """
+        return "  (quick run on tiny data: this number cannot be read)" if self.is_smoke else ""
+
     def banner(self) -> str:
         """The one visible line a notebook prints about the run mode."""
         if self.is_smoke:
