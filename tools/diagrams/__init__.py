@@ -7,6 +7,7 @@ are computed from the code that builds the model, so they cannot drift from it.
 
     python -m tools.diagrams            # redraw every diagram into notebooks/figures/
     python -m tools.diagrams 03 05      # only lessons 03 and 05
+    python -m tools.diagrams course_map # the README's map of the course
 
 Notebooks embed them with a relative link, ``![...](figures/03_resnet_basic_block.png)``,
 which shows in JupyterLab, on the repository's web page and in Colab after a clone.

@@ -15,10 +15,10 @@ OUT_DIR = Path(__file__).resolve().parents[2] / "notebooks" / "figures"
 
 
 def all_diagrams(lessons: list[str] | None = None) -> dict[str, object]:
-    """File name -> drawing function, from every ``lessonNN`` module (or only the named ones)."""
+    """File name -> drawing function, from every module here (or only the named lessons')."""
     found: dict[str, object] = {}
     for info in sorted(pkgutil.iter_modules(diagrams.__path__), key=lambda m: m.name):
-        if not info.name.startswith("lesson"):
+        if info.name.startswith("_"):
             continue
         if lessons and info.name.removeprefix("lesson") not in lessons:
             continue
@@ -28,7 +28,7 @@ def all_diagrams(lessons: list[str] | None = None) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.diagrams", description=__doc__)
-    parser.add_argument("lessons", nargs="*", help="two-digit lesson numbers (default: all)")
+    parser.add_argument("lessons", nargs="*", help="two-digit lesson numbers, or course_map (default: all)")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="folder for the PNG files")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
