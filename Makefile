@@ -52,7 +52,7 @@ notebooks: $(VENV)/.installed-dev  ## notebooks only, under nbval in smoke mode
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 --durations=15
 
 lint: $(VENV)/.installed-dev  ## ruff over the package, scripts, tests and notebooks
-	$(BIN)/ruff check coursekit data_scripts tests bench notebooks
+	$(BIN)/ruff check coursekit data_scripts tests bench tools notebooks
 
 $(VENV)/.installed-e2e: pyproject.toml | $(PY)
 	$(PIP) install -e ".[dev,e2e]"

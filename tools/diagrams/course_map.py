@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -53,7 +54,7 @@ def draw_course_map() -> plt.Figure:
         text = f"{number}\n" + "\n".join(textwrap.wrap(title, 16))
         box(ax, x, y, box_w, box_h, text, stage_of(number), size=10)
         centres.append((x, y))
-    for (x0, y0), (x1, y1) in zip(centres, centres[1:]):
+    for (x0, y0), (x1, y1) in pairwise(centres):
         if y0 == y1:
             left_to_right = x1 > x0
             start = (x0 + box_w, y0 + box_h / 2) if left_to_right else (x0, y0 + box_h / 2)
