@@ -44,6 +44,11 @@ def test_every_lesson_starts_with_the_shared_setup_cell_and_a_colab_link(path):
     assert nbtool.setup_problems(nb, path) == [], f"run: python tools/notebooks.py sync {path}"
 
 
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_the_readme_opens_every_lesson_in_colab(path):
+    assert nbtool.colab_url(path) in (REPO / "README.md").read_text(encoding="utf-8")
+
+
 def _copy_course(dest: Path) -> Path:
     """The files `pip install -e` needs, as a learner's checkout has them."""
     dest.mkdir()

@@ -60,13 +60,17 @@ settings = ck.start_lesson()"""
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 
-def colab_link(path: Path) -> str:
-    """The markdown "Open in Colab" badge for the lesson at ``path``."""
-    url = (
+def colab_url(path: Path) -> str:
+    """Where Colab opens the lesson at ``path`` straight from the repository."""
+    return (
         f"https://colab.research.google.com/github/{COURSE_REPO}/blob/{COURSE_BRANCH}/"
         f"notebooks/{path.name}"
     )
-    return f"[![Open In Colab]({COLAB_BADGE})]({url})"
+
+
+def colab_link(path: Path) -> str:
+    """The markdown "Open in Colab" badge for the lesson at ``path``."""
+    return f"[![Open In Colab]({COLAB_BADGE})]({colab_url(path)})"
 
 
 def first_code_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
