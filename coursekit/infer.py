@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import itertools
 import math
 import os
 import pickle
@@ -41,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from coursekit import models
+from coursekit._model_state import eval_mode, model_device
 from coursekit._safe_io import atomic_write, first_unsafe_value
 from coursekit.config import pick_device
 from coursekit.data import (
@@ -359,21 +359,14 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     >>> with evaluating(model):  # doctest: +SKIP
     ...     logits = model(images)
     """
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield model
-    finally:
-        for module, was_training in flags:
-            module.training = was_training
+    with eval_mode(model), torch.inference_mode():
+        yield model
 
 
 def _resolve_device(model: nn.Module, device: DeviceLike | None) -> torch.device:
     """None: where the model already is. Otherwise the model is moved to ``device``."""
     if device is None:
-        first = next(itertools.chain(model.parameters(), model.buffers()), None)
-        return first.device if first is not None else torch.device("cpu")
+        return model_device(model)
     chosen = pick_device(str(device))
     model.to(chosen)
     return chosen

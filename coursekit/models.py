@@ -29,6 +29,7 @@ import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from coursekit._model_state import eval_mode, model_device, model_dtype
 from coursekit.config import Settings, get_settings
 
 __all__ = [
@@ -445,28 +446,17 @@ def feature_map_sizes(model: nn.Module, image_size: int) -> list[tuple[str, tupl
     return sizes
 
 
-def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    first = next(model.parameters(), None)
-    if first is None:
-        return torch.device("cpu"), torch.float32
-    return first.device, first.dtype
-
-
 def _dummy_image(model: nn.Module, image_size: int) -> torch.Tensor:
     """A batch of one black image on the model's device and dtype."""
-    device, dtype = _device_and_dtype(model)
-    return torch.zeros(1, 3, image_size, image_size, device=device, dtype=dtype)
+    return torch.zeros(
+        1, 3, image_size, image_size, device=model_device(model), dtype=model_dtype(model)
+    )
 
 
 def _run_once(model: nn.Module, images: torch.Tensor) -> None:
     """One forward pass in eval mode (BatchNorm statistics untouched), mode restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        model(images)
 
 
 # --------------------------------------------------------------------------------------
@@ -914,7 +904,7 @@ def model_summary(model: nn.Module, image_size: int, batch_size: int = 1, depth:
         depth=depth,
         verbose=0,
         # Without a device torchinfo would move a CPU model to the GPU when there is one.
-        device=_device_and_dtype(model)[0],
+        device=model_device(model),
     )
     return str(statistics)
 

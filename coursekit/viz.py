@@ -33,6 +33,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from torch import nn
 
+from coursekit._model_state import eval_mode, model_device
 from coursekit.config import IMAGENET_MEAN, IMAGENET_STD
 
 #: Per-channel statistics of ``transforms.Normalize``; None means "not normalised".
@@ -276,8 +277,8 @@ def show_predictions(
     """
     _check_batch(images)
     arrays = im_convert(images, mean, std)  # before the model runs: bad input fails fast
-    target = torch.device(device) if device is not None else _model_device(model)
-    with _eval_mode(model), torch.no_grad():
+    target = torch.device(device) if device is not None else model_device(model)
+    with eval_mode(model), torch.no_grad():
         preds = model(images.to(target)).argmax(dim=1).cpu()
     return _prediction_gallery(arrays, labels, preds, class_names, ncols, title)
 
@@ -483,29 +484,6 @@ def plot_class_counts(counts: Mapping[str, int], title: str | None = None) -> Fi
 # ----------------------------------------------------------------------------- models
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode inside the block; afterwards every submodule gets its own flag back.
-
-    Restoring per module (not ``model.train(flag)``) keeps e.g. a frozen BatchNorm that
-    was deliberately in eval mode inside a training model.
-    """
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, was_training in flags:
-            module.training = was_training
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
-
-
 def _single_image(image: torch.Tensor, caller: str) -> torch.Tensor:
     """A 1 x C x H x W batch from a CHW or 1CHW tensor."""
     if isinstance(image, torch.Tensor) and image.ndim == 3:
@@ -558,10 +536,10 @@ def grad_cam(
     # The caller may be inside torch.no_grad() or torch.inference_mode() (an inference
     # cell): leave both for this computation only.
     try:
-        with torch.inference_mode(False), torch.enable_grad(), _eval_mode(model):
+        with torch.inference_mode(False), torch.enable_grad(), eval_mode(model):
             # A tensor made under inference_mode cannot join a graph; a copy made here can.
             batch = batch.clone() if batch.is_inference() else batch
-            logits = model(batch.to(_model_device(model)))
+            logits = model(batch.to(model_device(model)))
             score = logits[0, _pick_class(logits, class_idx)]
             if "activation" not in captured:
                 raise ValueError(

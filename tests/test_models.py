@@ -693,3 +693,13 @@ def test_keras_style_count_of_vgg16_equals_pytorch():
     with META:
         model = make_vgg("D")
     assert keras_style_parameter_count(model) == (138_357_544, 138_357_544, 0)
+
+
+def test_feature_map_sizes_keeps_a_deliberately_frozen_batchnorm_in_eval_mode():
+    """Measuring sizes must not flip a BatchNorm that was put in eval mode back to training."""
+    model = models.resnet18(num_classes=3)
+    model.train()
+    model.bn1.eval()  # frozen statistics inside a training model, as fine-tuning does
+    feature_map_sizes(model, 32)
+    assert model.training and not model.bn1.training
+    assert all(m.training for name, m in model.named_modules() if name != "bn1")

@@ -2,7 +2,8 @@
 
 config imports nothing of coursekit; data, models, train and viz import only config; infer
 builds on config, models and data; the exercises stand alone. ``_safe_io`` (atomic writes
-and the checkpoint value check) is a private leaf that train and infer share.
+and the checkpoint value check) is a private leaf that train and infer share;
+``_model_state`` (a model's device and eval mode) one that models, viz and infer share.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coursekit"
 ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "_safe_io": set(),
+    "_model_state": set(),
     "data": {"config"},
-    "models": {"config"},
+    "models": {"config", "_model_state"},
     "train": {"config", "_safe_io"},
-    "viz": {"config"},
-    "infer": {"config", "models", "data", "_safe_io"},
+    "viz": {"config", "_model_state"},
+    "infer": {"config", "models", "data", "_safe_io", "_model_state"},
     "exercises": {"exercises"},
 }
 #: The package's front doors: they wire the modules together, so they may import any.
