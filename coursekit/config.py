@@ -25,6 +25,8 @@ import os
 import platform
 import random
 import sys
+import types
+import typing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -179,28 +181,47 @@ class Settings:
 NON_SETTING_VARIABLES: frozenset[str] = frozenset(
     f"{ENV_PREFIX}{name}" for name in ("MODE", "STRICT_WARNINGS", "E2E")
 )
-_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "text", "Path": "a folder path"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "text",
+    Path: "a folder path",
+    bool: "yes or no (1/0, true/false, yes/no, on/off)",
+}
+_BOOL_WORDS = {
+    **dict.fromkeys(("1", "true", "yes", "on"), True),
+    **dict.fromkeys(("0", "false", "no", "off"), False),
+}
 
 
-def _field_type(kind: Any) -> tuple[str, bool]:
-    """The base type of a Settings field ("int", "float", "str" or "Path") and if None is allowed.
+def _field_type(hint: Any) -> tuple[type, bool]:
+    """The base type of a Settings field's type hint, and whether None is allowed.
 
-    >>> _field_type("int | None"), _field_type("Path")
-    (('int', True), ('Path', False))
+    >>> _field_type(int | None), _field_type(Path), _field_type(Mode)
+    ((<class 'int'>, True), (<class 'pathlib.Path'>, False), (<class 'str'>, False))
     """
-    parts = [part.strip() for part in str(kind).split("|")]
-    base = next(part for part in parts if part != "None")
-    return ("str" if base == "Mode" else base), "None" in parts
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = typing.get_args(hint)
+        optional = type(None) in members
+        hint = next(member for member in members if member is not type(None))
+    if typing.get_origin(hint) is Literal:  # e.g. Mode: its choices are text
+        hint = type(typing.get_args(hint)[0])
+    return hint, optional
 
 
-def _parse(name: str, raw: str, kind: Any) -> Any:
-    """Turn the text of an environment variable into the type of a Settings field."""
-    base, optional = _field_type(kind)
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    """Turn the text of an environment variable into the type of a Settings field.
+
+    >>> _parse("train_per_class", "3", int | None), _parse("flag", "off", bool)
+    (3, False)
+    """
+    base, optional = _field_type(hint)
     text = raw.strip()
     variable = f"{ENV_PREFIX}{name.upper()}"
     if optional and text.lower() in ("", "none", "all"):
         return None
-    if base == "Path":
+    if base is Path:
         if not text:
             raise SettingsError(
                 f"{variable} is set but empty. Set it to a folder, or unset it for the "
@@ -208,11 +229,11 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
             )
         return Path(text).expanduser()
     try:
-        if base == "int":
-            return int(text)
-        if base == "float":
-            return float(text)
-    except ValueError:
+        if base is bool:
+            return _BOOL_WORDS[text.lower()]
+        if base in (int, float):
+            return base(text)
+    except (KeyError, ValueError):
         raise SettingsError(
             f"{variable}={raw!r} is not {_TYPE_NAMES[base]}. "
             f"Fix or unset it (for example: unset {variable})."
@@ -220,36 +241,45 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
     return text
 
 
-def _coerce(name: str, value: Any, kind: Any) -> Any:
-    """A keyword override as the type of its field: text is read like an environment variable."""
-    base, optional = _field_type(kind)
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """A keyword override as the type of its field: text is read like an environment variable.
+
+    >>> _coerce("flag", True, bool), _coerce("data_root", "/tmp", Path)
+    (True, PosixPath('/tmp'))
+    """
+    base, optional = _field_type(hint)
     if value is None and optional:
         return None
     if isinstance(value, str):
-        return value if base == "str" else _parse(name, value, kind)
-    fits = {
-        "int": isinstance(value, numbers.Integral),
-        "float": isinstance(value, numbers.Real),
-        "str": isinstance(value, os.PathLike),  # text was handled above; a path is fine
-        "Path": isinstance(value, os.PathLike),
-    }[base] and not isinstance(value, bool)
+        return value if base is str else _parse(name, value, hint)
+    if base is bool:
+        fits = isinstance(value, bool)
+    elif base in (int, float):
+        kind = numbers.Integral if base is int else numbers.Real
+        fits = isinstance(value, kind) and not isinstance(value, bool)
+    else:  # text was handled above; a path is fine for a text or path setting
+        fits = isinstance(value, os.PathLike)
     if not fits:
         raise SettingsError(
             f"Setting {name}={value!r} must be {_TYPE_NAMES[base]}"
             f"{' or None' if optional else ''}, not {type(value).__name__} "
             f"(check {name}=... or {ENV_PREFIX}{name.upper()})."
         )
-    return {"int": int, "float": float, "str": str, "Path": Path}[base](value)
+    return value if base is bool else base(value)
+
+
+def _setting_types() -> dict[str, Any]:
+    """Each setting's real type hint (the annotations are text under postponed evaluation)."""
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in fields(Settings) if f.name != "mode"}
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
-    for f in fields(Settings):
-        if f.name == "mode":
-            continue
-        key = f"{ENV_PREFIX}{f.name.upper()}"
+    for name, hint in _setting_types().items():
+        key = f"{ENV_PREFIX}{name.upper()}"
         if key in environ:
-            overrides[f.name] = _parse(f.name, environ[key], f.type)
+            overrides[name] = _parse(name, environ[key], hint)
     return overrides
 
 
@@ -273,7 +303,7 @@ def _warn_about_unknown_variables(environ: Mapping[str, str]) -> None:
 
 
 def _keyword_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    kinds = {f.name: f.type for f in fields(Settings) if f.name != "mode"}
+    kinds = _setting_types()
     unknown = [name for name in overrides if name not in kinds]
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(kinds), n=1)

@@ -295,3 +295,59 @@ def test_full_banner_says_when_the_chosen_device_is_missing(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     banner = get_settings("full", device="cuda").banner()
     assert "device cuda is NOT available here" in banner and "COURSE_DEVICE=auto" in banner
+
+
+# ----------------------------------------------------------------- parsing from real types
+
+
+def test_setting_types_are_real_types_not_text():
+    from coursekit.config import _setting_types
+
+    kinds = _setting_types()
+    assert kinds["train_per_class"] == (int | None)
+    assert kinds["data_root"] is Path
+    assert kinds["lr"] is float
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0", False), ("false", False), ("Off", False), ("1", True), ("yes", True), (" on ", True)],
+)
+def test_a_bool_setting_reads_zero_as_false(raw, expected):
+    from coursekit.config import _parse
+
+    assert _parse("flag", raw, bool) is expected
+
+
+def test_a_bool_setting_refuses_other_text_naming_the_variable():
+    from coursekit.config import SettingsError, _parse
+
+    with pytest.raises(SettingsError, match="COURSE_FLAG='maybe' is not yes or no"):
+        _parse("flag", "maybe", bool)
+
+
+def test_optional_int_comes_back_as_an_int_or_none():
+    import typing
+
+    from coursekit.config import _parse
+
+    assert _parse("cap", "7", typing.Optional[int]) == 7  # noqa: UP045 (the old spelling too)
+    assert isinstance(_parse("cap", "7", int | None), int)
+    assert _parse("cap", "none", int | None) is None
+
+
+def test_a_bool_keyword_override_is_checked_not_a_key_error():
+    from coursekit.config import SettingsError, _coerce
+
+    assert _coerce("flag", False, bool) is False
+    assert _coerce("flag", "yes", bool) is True
+    with pytest.raises(SettingsError, match="flag=1 must be yes or no"):
+        _coerce("flag", 1, bool)
+
+
+def test_path_settings_accept_text_and_paths(tmp_path):
+    from coursekit.config import _coerce, get_settings
+
+    assert _coerce("data_root", str(tmp_path), Path) == tmp_path
+    assert get_settings("smoke", data_root=tmp_path).data_root == tmp_path
+    assert get_settings("smoke", train_per_class="none").train_per_class is None
