@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import torch
+import torchinfo
 import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
@@ -889,15 +890,9 @@ def param_groups(
 def model_summary(model: nn.Module, image_size: int, batch_size: int = 1, depth: int = 3) -> str:
     """A layer-by-layer table with output shapes and parameter counts (torchinfo).
 
-    Without torchinfo installed, a simpler table of the stages and their output shapes.
-
     >>> "Total params" in model_summary(resnet18(), 64)
     True
     """
-    try:
-        import torchinfo
-    except ImportError:
-        return _simple_summary(model, image_size)
     statistics = torchinfo.summary(
         model,
         input_size=(batch_size, 3, image_size, image_size),
@@ -907,16 +902,6 @@ def model_summary(model: nn.Module, image_size: int, batch_size: int = 1, depth:
         device=model_device(model),
     )
     return str(statistics)
-
-
-def _simple_summary(model: nn.Module, image_size: int) -> str:
-    rows = [f"{'Stage':<20}{'Output shape':<28}{'Params':>14}"]
-    for name, shape in feature_map_sizes(model, image_size):
-        params = count_parameters(model.get_submodule(name))
-        rows.append(f"{name:<20}{str(list(shape)):<28}{params:>14,}")
-    rows.append(f"Total params: {count_parameters(model):,}")
-    rows.append(f"Trainable params: {count_parameters(model, trainable_only=True):,}")
-    return "\n".join(rows)
 
 
 class KerasParameterCount(NamedTuple):

@@ -12,48 +12,7 @@ In a notebook, a learner replaces the blank ``____`` and checks the answer::
 always runs to the end. Only Ctrl-C (``KeyboardInterrupt``) gets through.
 It shows the result (coloured in Jupyter, plain text elsewhere) and returns a ``Result``.
 
-Writing questions
------------------
-The questions of lesson NN live in ``coursekit/exercises/lessonNN.py`` as ``q1``, ``q2``...
-A question subclasses ``Question``, sets ``title``, ``hints`` and ``solution_code``, and
-implements ``_check(self, *answers)``. ``_check`` tests BEHAVIOUR (shapes, counts, outputs on
-fixed tensors), not how the answer was written, and reports each common mistake with its own
-message, most specific first, through ``expect``, ``expect_equal`` and ``expect_shape`` (or
-``raise Incorrect("...")``). A message names what is wrong AND what to do::
-
-    class FreezeBackbone(Question):
-        title = "Freeze the backbone, train only the new head"
-        hints = [
-            "Set `requires_grad = False` on every parameter, THEN replace `model.fc`.",
-            "A new `nn.Linear` is created with `requires_grad=True`, so it stays trainable.",
-        ]
-        solution_code = """
-            for parameter in model.parameters():
-                parameter.requires_grad = False
-            model.fc = nn.Linear(model.fc.in_features, 5)
-        """
-
-        def _check(self, model):
-            trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-            expect(trainable, "Nothing is trainable: replace `model.fc` AFTER freezing.")
-            expect("conv1.weight" not in trainable,
-                   "The backbone still learns: set `requires_grad = False` on its parameters.")
-            expect_equal(trainable, {"fc.weight", "fc.bias"}, "the trainable parameters")
-            expect_shape(model(torch.zeros(1, 3, 64, 64)), (1, 5), "the output for one image")
-
-    q1 = FreezeBackbone()
-
-A question may take a function (or class) the learner wrote: ``expect_callable(answer, name)``
-refuses what calling it returned, then ``call_answer(function, *args)`` runs it on fixed
-inputs. A function or class whose code still names ``____`` (``return ____``, a bare ``____``
-line, ``with ____:``, ``if ____:``) counts as not attempted before ``_check`` runs, and so
-does a result that holds ``____``. "What is the number?" questions need no subclass:
-``ValueQuestion(title=..., expected=11_689_512, wrong_answers={11_181_642: "That excludes
-the fc layer..."})``; ``MultipleChoice`` adds ``options``. The template cell must run with ``____`` in place (nbval runs every notebook).
-
-Test every question in ``tests/`` with ``assert_passes`` (the solution),
-``assert_fails(..., message_contains=...)`` (each common mistake) and
-``assert_not_attempted`` (the blank).
+How to write a question (a subclass, its messages, its tests): docs/EXERCISES.md.
 
 This module imports nothing from the rest of coursekit.
 '''
