@@ -119,8 +119,8 @@ def download_file(
     """
     destination.parent.mkdir(parents=True, exist_ok=True)
     lock = destination.with_name(destination.name + ".lock")
-    descriptor = try_lock(lock)
-    if descriptor is None:
+    held = try_lock(lock)
+    if held is None:
         raise DownloadError(
             f"Another command is downloading {destination.name} into {destination.parent} "
             "right now. Fix: wait until it has finished, then run this command again (it "
@@ -146,7 +146,7 @@ def download_file(
         os.replace(part, destination)
         return destination
     finally:
-        os.close(descriptor)
+        held.release()
 
 
 def _reusable(destination: Path, checksum: Checksum | None, refresh_unverified: bool) -> bool:

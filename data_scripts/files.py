@@ -97,15 +97,15 @@ def scratch_dir(parent: Path, label: str) -> Iterator[Path]:
     handle, lock_name = tempfile.mkstemp(prefix=prefix, suffix=SCRATCH_LOCK_SUFFIX, dir=parent)
     os.close(handle)
     lock = Path(lock_name)
-    descriptor = try_lock(lock)
-    assert descriptor is not None, lock  # mkstemp's name is new: nobody else holds it
+    held = try_lock(lock)
+    assert held is not None, lock  # mkstemp's name is new: nobody else holds it
     scratch = lock.with_name(lock.name.removesuffix(SCRATCH_LOCK_SUFFIX))
     try:
         scratch.mkdir()
         yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        os.close(descriptor)
+        held.release()
         lock.unlink(missing_ok=True)
 
 

@@ -1,54 +1,36 @@
 """Operating-system file locks, to tell a command that is still running from one that was killed.
 
-The lock belongs to the process that holds the file open: it vanishes when the process
-ends, however it ends, so a killed run never leaves a lock that blocks the next one.
+A thin layer over the ``filelock`` package (which does this on every OS): the lock belongs
+to the process that holds it and vanishes when the process ends, however it ends, so a
+killed run never leaves a lock that blocks the next one.
 
-    >>> descriptor = try_lock(Path(tmp) / ".demo.lock")  # doctest: +SKIP
+    >>> lock = try_lock(Path(tmp) / ".demo.lock")  # doctest: +SKIP
     >>> is_held_elsewhere(Path(tmp) / ".demo.lock")  # doctest: +SKIP
-    False
+    True
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-if sys.platform == "win32":
-    import msvcrt
-
-    def _lock(descriptor: int) -> bool:
-        try:
-            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-else:
-    import fcntl
-
-    def _lock(descriptor: int) -> bool:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+from filelock import FileLock, Timeout
 
 
-def try_lock(path: Path) -> int | None:
+def try_lock(path: Path) -> FileLock | None:
     """Lock ``path`` (created if missing) for this process without waiting.
 
-    Returns the open descriptor that holds the lock (``os.close`` releases it), or None
-    when another process holds it.
+    Returns the held lock (keep a reference; ``.release()`` frees it), or None when another
+    process, or another lock object of this one, holds it.
 
     >>> try_lock(Path(tmp) / ".demo.lock") is not None  # doctest: +SKIP
     True
     """
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    if _lock(descriptor):
-        return descriptor
-    os.close(descriptor)
-    return None
+    lock = FileLock(path, mode=0o644)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
 
 
 def is_held_elsewhere(path: Path) -> bool:
@@ -59,8 +41,8 @@ def is_held_elsewhere(path: Path) -> bool:
     """
     if not path.exists():
         return False
-    descriptor = try_lock(path)
-    if descriptor is None:
+    lock = try_lock(path)
+    if lock is None:
         return True
-    os.close(descriptor)
+    lock.release()
     return False

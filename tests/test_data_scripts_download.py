@@ -187,7 +187,7 @@ def test_a_download_in_progress_elsewhere_is_not_touched(tmp_path: Path) -> None
         assert server.requests == []
         assert partial_path(destination).read_bytes() == PAYLOAD[:1000]
     finally:
-        os.close(other_run)
+        other_run.release()
     with FileServer({"data.bin": PAYLOAD}) as server:
         assert fetch(server.url("data.bin"), destination).read_bytes() == PAYLOAD  # lock gone
 

@@ -20,7 +20,7 @@ def test_a_lock_is_released_when_its_process_dies(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; from data_scripts.locks import try_lock; "
-            "assert try_lock(Path(sys.argv[1])) is not None; print('held', flush=True); "
+            "held = try_lock(Path(sys.argv[1])); assert held is not None; print('held', flush=True); "
             "time.sleep(60)",
             str(lock),
         ],
