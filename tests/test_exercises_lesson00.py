@@ -6,63 +6,90 @@ from dataclasses import astuple, fields
 from pathlib import Path
 
 import torch
+import torchvision
 
 from coursekit import DatasetStatus, dataset_status, get_settings
 from coursekit.exercises import ____, assert_fails, assert_not_attempted, assert_passes
 from coursekit.exercises import lesson00 as ex
 
 
-def test_q1_settings():
-    assert_passes(ex.q1, get_settings("smoke", epochs=3))
-    assert_fails(ex.q1, get_settings("full", epochs=3), message_contains="run mode")
-    assert_fails(ex.q1, get_settings("smoke"), message_contains="number of epochs")
-    assert_fails(ex.q1, {"mode": "smoke", "epochs": 3}, message_contains="Settings object")
+def test_q1_weights_api_passes_in_every_spelling():
+    weights_list = torchvision.models.ResNet18_Weights
+    for answer in (weights_list.DEFAULT, weights_list.IMAGENET1K_V1, "DEFAULT", "IMAGENET1K_V1"):
+        assert_passes(ex.q1, answer)
+
+
+def test_q1_weights_api_typical_mistakes():
+    assert_fails(ex.q1, True, message_contains="old `pretrained=`")
+    assert_fails(ex.q1, None, message_contains="random weights")
+    assert_fails(ex.q1, torchvision.models.ResNet18_Weights, message_contains="pick one entry")
+    assert_fails(
+        ex.q1, torchvision.models.ResNet50_Weights.DEFAULT, message_contains="ResNet50_Weights"
+    )
+    assert_fails(ex.q1, "resnet18", message_contains="is neither")
+    assert_fails(ex.q1, torchvision.models.resnet18, message_contains="is a function")
+    assert_fails(
+        ex.q1, torchvision.models.resnet18(weights=None), message_contains="built the network"
+    )
     assert_not_attempted(ex.q1, ____)
 
 
-def good_choice():
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+def to_device(images, labels, device):
+    return images.to(device), labels.to(device)
 
 
-def mps_first():
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+def forgets_to_keep_the_copies(images, labels, device):
+    images.to(device)
+    labels.to(device)
+    return images, labels
 
 
-def returns_strings():
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def moves_only_images(images, labels, device):
+    return images.to(device), labels
 
 
-def only_cpu():
-    return torch.device("cpu")
+def moves_only_labels(images, labels, device):
+    return images, labels.to(device)
 
 
-def not_written_yet():
-    return ____
+def uses_cuda(images, labels, device):
+    return images.cuda(), labels.cuda()
 
 
-def test_q2_choose_device():
-    assert_passes(ex.q2, good_choice)
-    assert_fails(ex.q2, mps_first, message_contains="prefer CUDA")
-    assert_fails(ex.q2, returns_strings, message_contains="Return a torch.device")
-    assert_fails(ex.q2, only_cpu, message_contains="CUDA on")
+def test_q2_to_device():
+    assert_passes(ex.q2, to_device)
+    assert_passes(ex.q2, lambda images, labels, device: [images.to(device), labels.to(device)])
+    assert_fails(ex.q2, forgets_to_keep_the_copies, message_contains="returns a moved copy")
+    assert_fails(ex.q2, moves_only_images, message_contains="labels are still on the CPU")
+    assert_fails(ex.q2, moves_only_labels, message_contains="images are still on the CPU")
+    # Without a GPU .cuda() raises; with one it lands on cuda, not on the device given.
+    assert_fails(ex.q2, uses_cuda, message_contains="`.to(device)`")
     assert_fails(
-        ex.q2, good_choice(), message_contains="Pass your function itself (`choose_device`)"
+        ex.q2, lambda images, labels, device: images.to(device), message_contains="one tensor"
     )
+    assert_fails(
+        ex.q2,
+        lambda images, labels, device: (labels.to(device), images.to(device)),
+        message_contains="other way round",
+    )
+    assert_fails(
+        ex.q2,
+        lambda images, labels, device: (images.to(device), labels.float().to(device)),
+        message_contains="dtype",
+    )
+    assert_fails(
+        ex.q2,
+        lambda images, labels, device: (str(device), str(device)),
+        message_contains="tensors themselves",
+    )
+    assert_fails(
+        ex.q2, to_device(torch.zeros(1), torch.zeros(1), "cpu"), message_contains="function itself"
+    )
+
+    def not_written_yet(images, labels, device):
+        return ____
+
     assert_not_attempted(ex.q2, not_written_yet)
-
-
-def test_q2_leaves_torch_untouched():
-    before = torch.cuda.is_available()
-    ex.q2.evaluate(good_choice)
-    assert torch.cuda.is_available() is before
 
 
 def missing_names(statuses):

@@ -1,82 +1,149 @@
-"""Exercises of lesson 00: settings, the device, and which datasets are still missing."""
+"""Exercises of lesson 00: the weights API, a batch on the device, and the missing datasets."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
+import torchvision
 
 from coursekit.exercises.core import (
+    Incorrect,
     Question,
     call_answer,
     expect,
     expect_callable,
     expect_equal,
+    expect_shape,
     safe_repr,
 )
 
 
-class SmokeSettingsWithThreeEpochs(Question):
-    title = "Settings for a smoke run of 3 epochs"
+class WeightsInsteadOfPretrained(Question):
+    title = "resnet18(pretrained=True) in today's torchvision: the weights API"
     hints = [
-        "`ck.get_settings` takes the mode first, then any setting as a keyword argument.",
-        "Something like `ck.get_settings(<mode>, epochs=<number>)`.",
-    ]
-    solution_code = 'my_settings = ck.get_settings("smoke", epochs=3)'
-
-    def _check(self, my_settings):
-        expect(
-            hasattr(my_settings, "mode") and hasattr(my_settings, "epochs"),
-            "Expected a Settings object (what `ck.get_settings(...)` returns), "
-            f"not a {type(my_settings).__name__}.",
-        )
-        expect_equal(my_settings.mode, "smoke", "the run mode")
-        expect_equal(my_settings.epochs, 3, "the number of epochs")
-
-
-class ChooseDevice(Question):
-    title = "Choose the device: CUDA, then MPS, then the CPU"
-    hints = [
-        "`torch.cuda.is_available()` and `torch.backends.mps.is_available()` answer True or False.",
-        "Check CUDA first: if/elif/else, returning `torch.device(...)` in each branch.",
+        "Each architecture has its own list of weights: `torchvision.models.ResNet18_Weights` "
+        "for a ResNet-18.",
+        "Pick one entry of that list: `.DEFAULT` is the best one available, and for a ResNet-18 "
+        "it is the ImageNet weights `pretrained=True` used to load.",
     ]
     solution_code = """
-        def choose_device():
-            if torch.cuda.is_available():
-                return torch.device("cuda")
-            if torch.backends.mps.is_available():
-                return torch.device("mps")
-            return torch.device("cpu")
+        weights = torchvision.models.ResNet18_Weights.DEFAULT
+        # or, the same weights: ResNet18_Weights.IMAGENET1K_V1, "DEFAULT", "IMAGENET1K_V1"
+        # model = torchvision.models.resnet18(weights=weights)  # (this line downloads them)
     """
 
-    #: (CUDA available, MPS available) -> the device a good choice returns.
-    cases = {
-        (True, True): "cuda",
-        (True, False): "cuda",
-        (False, True): "mps",
-        (False, False): "cpu",
-    }
-
-    def _check(self, choose_device):
-        expect_callable(choose_device, "choose_device")
-        for (cuda, mps), wanted in self.cases.items():
-            with (
-                mock.patch.object(torch.cuda, "is_available", return_value=cuda),
-                mock.patch.object(torch.backends.mps, "is_available", return_value=mps),
-            ):
-                device = call_answer(choose_device)
-            expect(
-                isinstance(device, torch.device),
-                f"Return a torch.device, e.g. torch.device({wanted!r}), not {device!r}.",
+    def _check(self, weights: Any) -> None:
+        enum_type = torchvision.models.ResNet18_Weights
+        expect(
+            weights is not None,
+            "`weights=None` builds the network with random weights: the opposite of "
+            "`pretrained=True`. Pick an entry of `torchvision.models.ResNet18_Weights`.",
+        )
+        expect(
+            not isinstance(weights, bool),
+            f"`{weights}` was a value for the old `pretrained=` argument; `weights=` wants an "
+            "entry of the ResNet-18 weights list, `torchvision.models.ResNet18_Weights`.",
+        )
+        expect(
+            not isinstance(weights, torch.nn.Module),
+            "You built the network; this exercise wants only the value you pass to `weights=` "
+            "(building it would download the weights).",
+        )
+        expect(
+            weights is not enum_type,
+            "`ResNet18_Weights` is the whole list of ResNet-18 weights: pick one entry, "
+            "for example `.DEFAULT`.",
+        )
+        expect(
+            not callable(weights) or isinstance(weights, enum.Enum),
+            f"{safe_repr(weights)} is a function: the answer is the value you pass as "
+            "`weights=...`, an entry of `torchvision.models.ResNet18_Weights`.",
+        )
+        if isinstance(weights, enum.Enum) and not isinstance(weights, enum_type):
+            raise Incorrect(
+                f"{type(weights).__name__} are weights for another architecture: a ResNet-18 "
+                "needs an entry of `ResNet18_Weights` (its tensors have other shapes)."
             )
-            situation = f"with CUDA {'on' if cuda else 'off'} and MPS {'on' if mps else 'off'}"
-            if wanted == "cuda" and device.type == "mps":
-                expect(False, f"{situation}, prefer CUDA: test it before MPS.")
-            expect_equal(device.type, wanted, f"the device {situation}")
+        try:
+            chosen = enum_type.verify(weights)
+        except (KeyError, TypeError, ValueError):
+            raise Incorrect(
+                f"`weights=` accepts an entry of `ResNet18_Weights` or its name as a string "
+                f"(like 'DEFAULT'); {safe_repr(weights)} is neither."
+            ) from None
+        expect_equal(chosen, enum_type.IMAGENET1K_V1, "the weights")
+
+
+class MoveBatchToDevice(Question):
+    title = "A batch on the model's device"
+    hints = [
+        "`.to(device)` works for any device. It does not move a tensor in place: it returns "
+        "a moved copy, which you must keep.",
+        "`images = images.to(device)`, the same for `labels`, then `return images, labels`.",
+    ]
+    solution_code = """
+        def to_device(images, labels, device):
+            return images.to(device), labels.to(device)
+    """
+
+    def _check(self, to_device: Any) -> None:
+        expect_callable(to_device, "to_device")
+        images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 2, 1, 2])
+        device = torch.device("meta")
+        try:
+            result = call_answer(to_device, images, labels, device)
+        except (RuntimeError, AssertionError) as error:
+            if "cuda" in str(error).lower() or "nvidia" in str(error).lower():
+                raise Incorrect(
+                    "Your function asked for a GPU that is not there (`.cuda()`?): use "
+                    "`.to(device)`, which moves to whatever device it is given."
+                ) from None
+            raise
+        expect(
+            not isinstance(result, torch.Tensor),
+            "You returned one tensor: return both, `return images, labels`.",
+        )
+        expect(
+            isinstance(result, tuple | list) and len(result) == 2,
+            f"Return two tensors, `return images, labels`, not {safe_repr(result)}.",
+        )
+        moved_images, moved_labels = result
+        expect(
+            isinstance(moved_images, torch.Tensor) and isinstance(moved_labels, torch.Tensor),
+            f"Return the two tensors themselves, not {safe_repr(result)}.",
+        )
+        expect(
+            not (moved_images.shape == labels.shape and moved_labels.shape == images.shape),
+            "You returned them the other way round: images first, then labels.",
+        )
+        kinds = (moved_images.device.type, moved_labels.device.type)
+        expect(
+            kinds != ("cpu", "cpu"),
+            "Both tensors are still on the CPU. `.to(device)` does not move a tensor in place: "
+            "it returns a moved copy, which you must keep (`images = images.to(device)`).",
+        )
+        expect(
+            kinds != ("meta", "cpu"),
+            "The labels are still on the CPU: the loss compares the model's outputs with the "
+            "labels, so they must be on the same device as the images.",
+        )
+        expect(
+            kinds != ("cpu", "meta"),
+            "The images are still on the CPU: the model can only compute on tensors that are "
+            "on its own device.",
+        )
+        expect(
+            kinds == ("meta", "meta"),
+            f"The tensors are on {kinds[0]} and {kinds[1]}, but the device asked for was "
+            f"{device}: use `.to(device)` with the `device` your function is given.",
+        )
+        expect_shape(moved_images, tuple(images.shape), "the images")
+        expect_equal(moved_labels.dtype, labels.dtype, "the labels' dtype (class indices)")
 
 
 @dataclass(frozen=True)
@@ -203,6 +270,6 @@ class MissingDatasets(Question):
         expect_equal(sorted(names), sorted(missing), f"the missing datasets with {situation}")
 
 
-q1 = SmokeSettingsWithThreeEpochs()
-q2 = ChooseDevice()
+q1 = WeightsInsteadOfPretrained()
+q2 = MoveBatchToDevice()
 q3 = MissingDatasets()
