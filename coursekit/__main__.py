@@ -26,6 +26,7 @@ def _settings(_: argparse.Namespace) -> int:
     for setting in fields(settings):
         print(f"{setting.name} = {getattr(settings, setting.name)}")
     print("\nEnvironment variables that change them:")
+    print("COURSE_MODE=full|smoke (default full; smoke is the tests' quick run on tiny data)")
     print(describe_overrides())
     return 0
 

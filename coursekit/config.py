@@ -387,12 +387,16 @@ def _validate(s: Settings) -> None:
 
 
 def describe_overrides() -> str:
-    """A table of the environment variables that override settings, with full-mode defaults."""
+    """The environment variables that override settings, with the lessons' defaults.
+
+    >>> describe_overrides().splitlines()[0]
+    'COURSE_IMAGE_SIZE (default: 224)'
+    """
     full = Settings.for_mode("full")
-    rows = [f"{ENV_PREFIX}MODE=smoke|full (default full)"]
+    rows = []
     for f in fields(Settings):
         if f.name != "mode":
-            rows.append(f"{ENV_PREFIX}{f.name.upper()} (full default: {getattr(full, f.name)})")
+            rows.append(f"{ENV_PREFIX}{f.name.upper()} (default: {getattr(full, f.name)})")
     return "\n".join(rows)
 
 

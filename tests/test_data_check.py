@@ -132,7 +132,7 @@ def test_cli_settings_prints_settings_and_overrides(capsys, monkeypatch):
     assert main(["settings"]) == 0
     out = capsys.readouterr().out
     assert "mode = smoke" in out and "image_size = 64" in out
-    assert describe_overrides() in out
+    assert describe_overrides() in out and "COURSE_MODE=full|smoke" in out
 
 
 def test_cli_reports_a_bad_setting_with_exit_code_2(capsys, monkeypatch):
