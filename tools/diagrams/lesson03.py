@@ -32,8 +32,9 @@ def draw_resnet18_feature_maps() -> plt.Figure:
         if i:
             arrow(ax, (0.2 + i * step - 0.18, base), (0.2 + i * step + 0.12, base))
     _, (_, channels, _, _) = stages[-1]
-    label(ax, 4.5, 0.25, f"then avgpool: {channels} numbers per image, read by the fc head",
-          size=10)
+    label(
+        ax, 4.5, 0.25, f"then avgpool: {channels} numbers per image, read by the fc head", size=10
+    )
     return fig
 
 
@@ -55,14 +56,19 @@ def draw_vgg_config() -> plt.Figure:
             groups.append(current)
             current = []
     fig, ax = canvas(5.2)
-    label(ax, 4.5, 4.95, 'vgg16_config = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", ...]',
-          size=10, family="monospace")
+    label(
+        ax,
+        4.5,
+        4.95,
+        'vgg16_config = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", ...]',
+        size=10,
+        family="monospace",
+    )
     width, gap = 1.55, 0.18
     for g, (group, shape) in enumerate(zip(groups, pooled, strict=True)):
         left = 0.2 + g * (width + gap)
         text = ", ".join(f'"{i}"' if i == "M" else str(i) for i in group)
-        label(ax, left + width / 2, 4.45, f"[{text}]", size=9 if len(group) > 3 else 10,
-              family="monospace")
+        label(ax, left + width / 2, 4.45, f"[{text}]", size=10, family="monospace")
         y = 3.9
         for item in group:
             is_pool = item == "M"
@@ -70,10 +76,21 @@ def draw_vgg_config() -> plt.Figure:
             box(ax, left, y - 0.4, width, 0.4, name, "step" if is_pool else "layer", size=10)
             y -= 0.52
         _, channels, height, width_px = shape
-        label(ax, left + width / 2, 1.25, f"-> {channels} x {height} x {width_px}", size=10,
-              fontweight="bold")
-    label(ax, 4.5, 0.75, "every conv keeps the size (+ ReLU after it), every max-pool halves it:",
-          size=10)
+        label(
+            ax,
+            left + width / 2,
+            1.25,
+            f"-> {channels} x {height} x {width_px}",
+            size=10,
+            fontweight="bold",
+        )
+    label(
+        ax,
+        4.5,
+        0.75,
+        "every conv keeps the size (+ ReLU after it), every max-pool halves it:",
+        size=10,
+    )
     sizes = " -> ".join(str(s[2]) for s in [(0, 0, IMAGE_SIZE)] + pooled)
     label(ax, 4.5, 0.35, sizes, size=11, fontweight="bold")
     return fig
@@ -123,9 +140,16 @@ def _block(ax: plt.Axes, x: float, title: str, block: nn.Module, convs: list[nn.
     down = block.downsample[0]
     k = down.kernel_size[0]
     label(ax, side + 0.1, 5.6, "shortcut:\nx itself,", size=10, ha="left", va="top")
-    label(ax, side + 0.1, 4.9,
-          f"or if the shape\nchanges:\n{k}x{k} conv,\n{down.in_channels}->{down.out_channels},"
-          f"\nstride {down.stride[0]}, BN", size=10, ha="left", va="top")
+    label(
+        ax,
+        side + 0.1,
+        4.9,
+        f"or if the shape\nchanges:\n{k}x{k} conv,\n{down.in_channels}->{down.out_channels},"
+        f"\nstride {down.stride[0]}, BN",
+        size=10,
+        ha="left",
+        va="top",
+    )
 
 
 def draw_resnet_blocks() -> plt.Figure:
@@ -135,10 +159,14 @@ def draw_resnet_blocks() -> plt.Figure:
         bottleneck = ck.resnet50().layer2[0]
     fig, ax = canvas(7.2)
     _block(ax, 0.1, "BasicBlock (ResNet-18)", basic, [basic.conv1, basic.conv2])
-    _block(ax, 4.6, "Bottleneck (ResNet-50)", bottleneck,
-           [bottleneck.conv1, bottleneck.conv2, bottleneck.conv3])
-    label(ax, 2.0, 1.2, "both drawn as the first block\nof layer2, which halves the map",
-          size=10)
+    _block(
+        ax,
+        4.6,
+        "Bottleneck (ResNet-50)",
+        bottleneck,
+        [bottleneck.conv1, bottleneck.conv2, bottleneck.conv3],
+    )
+    label(ax, 2.0, 1.2, "both drawn as the first block\nof layer2, which halves the map", size=10)
     return fig
 
 

@@ -35,8 +35,16 @@ def draw_one_epoch() -> plt.Figure:
     train_y, valid_y = 4.0, 1.8
     _phase(ax, train_y, "train phase", "model.train()", TRAIN_STEPS, "learned")
     _phase(ax, valid_y, "valid phase", "model.eval()\ntorch.no_grad()", VALID_STEPS, "data")
-    box(ax, 0.2, 0.2, 4.2, 1.0, "best valid accuracy so far?\nthen deepcopy weights, save checkpoint",
-        "step", size=10)
+    box(
+        ax,
+        0.2,
+        0.2,
+        4.2,
+        1.0,
+        "best valid accuracy so far?\nthen deepcopy weights, save checkpoint",
+        "step",
+        size=10,
+    )
     box(ax, 4.9, 0.2, 2.6, 1.0, "scheduler.step()\n(once per epoch)", "step", size=10)
     arrow(ax, (1.3, train_y), (1.3, valid_y + 1.75))
     arrow(ax, (1.3, valid_y), (1.3, 1.2))
