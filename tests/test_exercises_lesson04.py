@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import io
+import json
+from pathlib import Path
 
 import torch
 
 from coursekit.exercises import ____, assert_fails, assert_not_attempted, assert_passes
 from coursekit.exercises import lesson04 as ex
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_training_loop.ipynb"
 
 # ----------------------------------------------------------------------------- q1
 
@@ -259,6 +263,36 @@ def test_q3_not_attempted():
     assert_not_attempted(ex.q3, schedule_template)
     assert_not_attempted(ex.q3, one_blank_left)
     assert_not_attempted(ex.q3, ____)
+
+
+def notebook_template_followed_literally(blank_for_scheduler):
+    """Lesson 04's q3 cell with ONE `____` replaced by `scheduler.step()` and each other by
+    `pass`, exactly as its instruction says: the result must be valid Python."""
+    notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    template = next(
+        "".join(cell["source"])
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code" and "def run_schedule" in "".join(cell["source"])
+    )
+    lines = []
+    for line in template.splitlines():
+        if "ex.q3.check" in line:
+            continue
+        if line.strip().startswith("____"):
+            chosen = f"# {blank_for_scheduler}:" in line
+            line = line.replace("____", "scheduler.step()" if chosen else "pass", 1)
+        lines.append(line)
+    namespace = {}
+    exec(compile("\n".join(lines), "lesson 04 q3", "exec"), namespace)
+    return namespace["run_schedule"]
+
+
+def test_q3_instruction_followed_literally_gives_valid_code():
+    assert_passes(ex.q3, notebook_template_followed_literally("C"))
+    assert_fails(
+        ex.q3, notebook_template_followed_literally("A"), message_contains="one epoch too early"
+    )
+    assert_fails(ex.q3, notebook_template_followed_literally("B"), message_contains="every batch")
 
 
 # ----------------------------------------------------------------------------- q4
