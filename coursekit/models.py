@@ -834,6 +834,31 @@ def unfreeze(model: nn.Module, names: str | Iterable[str] | None = None) -> int:
     return _set_requires_grad(model, names, requires_grad=True)
 
 
+def _use_running_statistics(layer: nn.Module, _inputs: Any) -> None:
+    layer.training = False  # this forward pass normalizes with the stored statistics
+
+
+def freeze_batchnorm_statistics(model: nn.Module) -> int:
+    """Keep every BatchNorm layer of ``model`` in eval mode, even after ``model.train()``.
+
+    Freezing parameters does not stop BatchNorm from normalizing with batch statistics and
+    updating its running mean and variance in train mode. After this call each BatchNorm
+    layer switches itself to eval mode before every forward pass (a forward pre-hook), so
+    ``fit``, which calls ``model.train()`` every epoch, keeps the pretrained statistics
+    fixed; the layers' weight and bias still learn when they are trainable. Calling it
+    again changes nothing. Returns how many BatchNorm layers it affects.
+
+    >>> model = resnet18(); freeze_batchnorm_statistics(model)
+    20
+    """
+    batchnorm = nn.modules.batchnorm._BatchNorm  # BatchNorm1d/2d/3d and SyncBatchNorm
+    layers = [layer for layer in model.modules() if isinstance(layer, batchnorm)]
+    for layer in layers:
+        if _use_running_statistics not in layer._forward_pre_hooks.values():
+            layer.register_forward_pre_hook(_use_running_statistics)
+    return len(layers)
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (weights and biases), or only those that will be trained.
 

@@ -1020,3 +1020,76 @@ def _batch_size_of(loader: Batches) -> int:
             "DataLoader with a batch_size). Pass it, e.g. batch_size=settings.batch_size."
         )
     return int(batch_size)
+
+
+# --------------------------------------------------------------------------- time estimates
+
+
+def _seconds_per_batch(loader: Batches, batches: int, step: Callable[[Any], None]) -> float:
+    """Mean seconds of ``step`` over ``batches`` batches, after one untimed warm-up batch."""
+    timed, seconds = 0, 0.0
+    iterator = iter(loader)
+    for index, batch in enumerate(iterator):
+        started = time.perf_counter()
+        step(batch)
+        if index:  # the first batch pays one-off costs (memory, kernel choice)
+            seconds += time.perf_counter() - started
+            timed += 1
+        if timed == batches:
+            break
+    del iterator  # stops worker processes, if any
+    if not timed:
+        raise ValueError("estimate_fit_seconds needs loaders with at least two batches each.")
+    return seconds / timed
+
+
+def estimate_fit_seconds(
+    model: nn.Module,
+    loaders: Mapping[str, Batches],
+    criterion: nn.Module,
+    *,
+    epochs: int,
+    batches: int = 2,
+    device: DeviceLike | None = None,
+) -> float:
+    """How long ``fit`` will take for ``epochs`` epochs, from a few timed batches.
+
+    Times ``batches`` training steps (forward, backward and an optimizer step, on a copy of
+    the model so that nothing changes) and ``batches`` validation batches, loading included,
+    and scales them to the loaders' lengths. Random states (torch's and the loaders' own
+    generators) are restored, so the run that follows sees the same batches. An estimate:
+    a shared or busy machine makes it wrong both ways.
+
+    >>> seconds = estimate_fit_seconds(model, loaders, nn.CrossEntropyLoss(), epochs=5)  # doctest: +SKIP
+    >>> print(f"about {seconds / 60:.0f} minutes")  # doctest: +SKIP
+    """
+    device = pick_device("auto") if device is None else torch.device(device)
+    probe = copy.deepcopy(model).to(device)
+    trainable = [p for p in probe.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=0.0) if trainable else None
+
+    def train_step(batch: Any) -> None:
+        inputs, targets = _to_device(batch, device)
+        probe.train()
+        loss = criterion(probe(inputs), targets)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    @torch.no_grad()
+    def valid_step(batch: Any) -> None:
+        inputs, targets = _to_device(batch, device)
+        probe.eval()
+        criterion(probe(inputs), targets)
+
+    generators = _loader_generators(loaders)
+    states = {name: generator.get_state() for name, generator in generators.items()}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            train = _seconds_per_batch(loaders["train"], batches, train_step)
+            valid = _seconds_per_batch(loaders["valid"], batches, valid_step)
+    finally:
+        for name, generator in generators.items():
+            generator.set_state(states[name])
+    return epochs * (train * len(loaders["train"]) + valid * len(loaders["valid"]))  # type: ignore[arg-type]

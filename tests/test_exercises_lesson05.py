@@ -106,6 +106,27 @@ def test_q2_all_parameters_and_default_lr_fail():
     assert_fails(ex.q2, default_lr, message_contains="should be the `lr` argument")
 
 
+def test_q2_all_parameters_message_says_it_would_train_but_is_not_what_was_asked():
+    def every_parameter(model, lr):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+    assert_fails(ex.q2, every_parameter, message_contains="Adam skips them")
+    assert_fails(ex.q2, every_parameter, message_contains="asks for an optimizer that holds ONLY")
+
+
+def test_q2_other_ways_to_keep_only_the_trainable_parameters_pass():
+    def with_filter(model, lr):
+        return torch.optim.Adam(filter(lambda p: p.requires_grad, model.parameters()), lr=lr)
+
+    def by_name(model, lr):
+        return torch.optim.Adam(
+            [p for _, p in model.named_parameters() if p.requires_grad], lr=lr
+        )
+
+    assert_passes(ex.q2, with_filter)
+    assert_passes(ex.q2, by_name)
+
+
 def test_q2_returning_the_parameter_list_fails():
     def params_only(model, lr):
         return [p for p in model.parameters() if p.requires_grad]

@@ -205,8 +205,11 @@ class OptimizerOverTrainable(Question):
         )
         expect(
             not frozen,
-            f"The optimizer also holds frozen parameters ({', '.join(frozen)}): pass only those "
-            "with `requires_grad`, e.g. `[p for p in model.parameters() if p.requires_grad]`.",
+            f"The optimizer also holds frozen parameters ({', '.join(frozen)}). That trains "
+            "correctly today (frozen parameters get no gradient, and Adam skips them), but "
+            "this exercise asks for an optimizer that holds ONLY the params to learn: it then "
+            "says what it trains, and it will not start training the backbone if someone "
+            "unfreezes it later. Pass `[p for p in model.parameters() if p.requires_grad]`.",
         )
         missing = sorted(
             name
