@@ -1,7 +1,8 @@
 """The import rules of docs/ARCHITECTURE.md, checked on the source of every coursekit module.
 
-config imports nothing of coursekit; data, models, train and viz import only config; infer
-builds on config, models and data; the exercises stand alone. ``_safe_io`` (atomic writes
+config imports nothing of coursekit; data, models, distributed and viz import only config;
+train imports config and distributed; infer builds on config, models and data; the exercises
+stand alone. ``_safe_io`` (atomic writes
 and the checkpoint value check) is a private leaf that train and infer share.
 """
 
@@ -21,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "_safe_io": set(),
     "data": {"config"},
     "models": {"config"},
-    "train": {"config", "_safe_io"},
+    "distributed": {"config"},
+    "train": {"config", "_safe_io", "distributed"},
     "viz": {"config"},
     "infer": {"config", "models", "data", "_safe_io"},
     "exercises": {"exercises"},
