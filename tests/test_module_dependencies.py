@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "distributed": {"config"},
     "train": {"config", "_safe_io", "distributed"},
     "viz": {"config"},
+    "recipe": {"config", "data", "models", "train", "infer", "viz", "distributed"},
     "infer": {"config", "models", "data", "_safe_io"},
     "exercises": {"exercises"},
 }
