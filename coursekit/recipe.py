@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from coursekit import distributed as ddp
-from coursekit.config import Settings
+from coursekit.config import Settings, seed_everything
 from coursekit.data import (
     build_datasets,
     eval_transforms,
@@ -95,6 +95,9 @@ def train_recipe(
     out = Path(out_dir)
     per_process_batch = _per_process_batch(settings.batch_size)
     device = ddp.default_device() if settings.device == "auto" else torch.device(settings.device)
+    # The same random numbers in every process: DDP copies rank 0's weights only into the
+    # module it wraps, so a backbone initialised differently per process would stay so.
+    seed_everything(settings.seed)
     with _quiet_unless_main():
         weights = get_weights(settings.arch)
         mean, std = normalization_of(weights.transforms())
