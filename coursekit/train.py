@@ -251,6 +251,8 @@ def evaluate(
 
     The model is left in eval mode (nothing is restored): call ``model.train()`` before
     training again, as :func:`train_one_epoch` does.
+    Under torchrun the totals are summed over all processes, so every process must call it
+    (a call on rank 0 alone would wait for the others forever).
 
     >>> loss, acc = evaluate(model, valid_dl, nn.CrossEntropyLoss(), "cpu")  # doctest: +SKIP
     >>> model.training  # doctest: +SKIP
