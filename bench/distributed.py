@@ -36,6 +36,14 @@ from bench.common import (
 )
 
 GLOBAL_BATCH = 32
+#: True of every run on a 2-core machine; the run's own numbers come above it.
+CAN_AND_CANNOT = (
+    "On 2 cores, 2 processes x 1 thread split the same compute as 1 process x 2 threads and "
+    "add the all-reduce and a second start-up, so on an idle machine they cannot be faster; "
+    "on a shared machine the scheduler's share of the cores decides more than DDP does. "
+    "The run shows that the distributed path works with the same global work, and what the "
+    "gradient exchange costs; the speed-up on N GPUs is worked out in docs/SCALING.md.\n"
+)
 PROCESSES = 2
 #: The three ways to spend this machine's 2 cores: (name, processes, threads per process).
 VARIANTS = (
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         + f"\n\n2 processes / 1 process x 2 threads: **{ratio_2p:.2f}x** the epoch time; "
         f"2 processes / 1 process x 1 thread: **{ratio_1t:.2f}x**. One all-reduce of "
         f"ResNet-18's gradients over gloo on this machine: {all_reduce:.3f} s "
-        f"({steps} per epoch).\n"
+        f"({steps} per epoch).\n\n" + CAN_AND_CANNOT
     )
     report("distributed", markdown, quick=args.quick)
 
