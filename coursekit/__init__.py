@@ -58,6 +58,17 @@ from coursekit.data import (
     train_transforms,
     weights_transforms,
 )
+from coursekit.distributed import (
+    barrier,
+    init_distributed,
+    is_distributed,
+    is_main_process,
+    rank,
+    shard_loader,
+    shutdown_distributed,
+    unwrap,
+    world_size,
+)
 from coursekit.infer import (
     Bundle,
     BundleError,
@@ -113,6 +124,7 @@ from coursekit.train import (
     CHECKPOINT_FORMAT_VERSION,
     CheckpointError,
     CheckpointMismatchError,
+    EpochCallback,
     History,
     estimate_fit_seconds,
     evaluate,
@@ -127,6 +139,8 @@ from coursekit.train import (
     train_one_epoch,
 )
 from coursekit.viz import (
+    LivePlot,
+    TensorBoardLogger,
     grad_cam,
     im_convert,
     plot_class_counts,

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from coursekit import distributed as ddp
 from coursekit._safe_io import atomic_write, first_unsafe_value
 from coursekit.config import pick_device, seed_everything
 
@@ -51,6 +51,8 @@ _PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_sch
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 DeviceLike = torch.device | str
+#: Called with the History after every epoch (see ``fit(callbacks=...)``).
+EpochCallback = Callable[["History"], None]
 
 
 class CheckpointError(ValueError):
@@ -163,12 +165,15 @@ class _EpochTotals:
         self.seen += batch_size
 
     def result(self, what: str) -> tuple[float, float]:
-        if self.seen == 0:
+        # Under torchrun each process saw its own shard: the epoch's numbers are the sums
+        # over all of them (one collective call; outside a process group nothing happens).
+        loss_sum, correct, seen = ddp.all_reduce_sums(self.loss_sum, self.correct, self.seen)
+        if seen == 0:
             raise ValueError(
                 f"The {what} loader produced no batches. Check that its dataset is not empty "
                 "and that drop_last=True does not drop the only (smaller) batch."
             )
-        return self.loss_sum.item() / self.seen, self.correct.item() / self.seen
+        return loss_sum / seen, correct / seen
 
 
 def _to_device(
@@ -246,6 +251,8 @@ def evaluate(
 
     The model is left in eval mode (nothing is restored): call ``model.train()`` before
     training again, as :func:`train_one_epoch` does.
+    Under torchrun the totals are summed over all processes, so every process must call it
+    (a call on rank 0 alone would wait for the others forever).
 
     >>> loss, acc = evaluate(model, valid_dl, nn.CrossEntropyLoss(), "cpu")  # doctest: +SKIP
     >>> model.training  # doctest: +SKIP
@@ -292,7 +299,7 @@ def fit(
     checkpoint_path: str | os.PathLike[str] | None = None,
     metadata: Mapping[str, Any] | None = None,
     resume_from: str | os.PathLike[str] | None = None,
-    live_plot: bool = False,
+    callbacks: Sequence[EpochCallback] = (),
     progress: bool = True,
     amp: bool | None = None,
     seed: int | None = None,
@@ -322,7 +329,16 @@ def fit(
       CUDA only; it is never used on CPU or MPS. ``seed`` seeds everything first, the
       loaders' own shuffling generators (``DataLoader(generator=...)``) included, so
       running a fit cell again on the same loaders repeats the run.
-    * ``progress=False`` prints nothing; ``live_plot=True`` redraws curves in a notebook.
+    * ``progress=False`` prints nothing. ``callbacks``: functions called with the
+      ``History`` after every epoch, e.g. ``coursekit.LivePlot()`` (curves redrawn in a
+      notebook) or ``coursekit.TensorBoardLogger("runs/tb")``.
+    * Under ``torchrun`` (``torch.distributed`` initialised, see ``coursekit.distributed``)
+      the same call trains data-parallel: DataLoaders are sharded per process (training
+      reshuffled every epoch, validation split in order), the model is wrapped in
+      ``DistributedDataParallel``, the device follows ``LOCAL_RANK``, epoch totals are
+      summed over processes (every process gets the same History, best epoch and
+      scheduler steps), and only rank 0 prints, writes checkpoints and runs callbacks.
+      Checkpoints hold the plain model's keys. ``epochs`` and resuming work as usual.
 
     When ``fit`` returns, the model holds the LAST epoch's weights; the best ones are in
     ``checkpoint_path`` (see :func:`load_checkpoint`).
@@ -331,21 +347,24 @@ def fit(
     >>> history.best_acc, history.best_epoch  # doctest: +SKIP
     """
     _check_fit_arguments(loaders, optimizer, scheduler, epochs)
+    loaders = ddp.shard_loaders(loaders, seed)  # unchanged outside torchrun
     generators = _loader_generators(loaders)
     if seed is not None:
         seed_everything(seed)
         for generator in generators.values():
             generator.manual_seed(seed)
-    device = pick_device("auto") if device is None else torch.device(device)
+    device = ddp.default_device() if device is None else torch.device(device)
+    model = ddp.unwrap(model)
     model.to(device)
     scaler = _grad_scaler(device, amp)
+    progress = progress and ddp.is_main_process()
     history = History()
     saved = _SavedEpochs()
     if resume_from is not None:
         history, metadata = _resume(resume_from, model, optimizer, scheduler, generators, metadata)
         saved = _SavedEpochs.on_disk(checkpoint_path, history)
     batch_scheduler = scheduler if isinstance(scheduler, _PER_BATCH_SCHEDULERS) else None
-    plot = _LivePlot() if live_plot else None
+    trained = ddp.wrap(model, device)  # DistributedDataParallel under torchrun, else model
     first = history.epochs_done + 1
     epoch_bar = tqdm(
         range(first, epochs + 1),
@@ -360,9 +379,10 @@ def fit(
         for epoch in epoch_bar:
             lrs = [group["lr"] for group in optimizer.param_groups]
             started = time.perf_counter()
+            ddp.set_epoch(loaders["train"], epoch)  # a new shuffle of the shards every epoch
             with _batch_bar(loaders["train"], f"epoch {epoch} train", progress) as bar:
                 train = train_one_epoch(
-                    model,
+                    trained,
                     loaders["train"],
                     criterion,
                     optimizer,
@@ -376,7 +396,7 @@ def fit(
             if batch_scheduler is None:
                 _step_scheduler(scheduler, valid)
             improved = history.record(train, valid, lrs=lrs, seconds=time.perf_counter() - started)
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and ddp.is_main_process():
                 _save_fit_checkpoints(
                     checkpoint_path,
                     improved,
@@ -390,11 +410,12 @@ def fit(
                     generators=generators,
                 )
             epoch_bar.set_postfix_str(_epoch_summary(history))
-            if plot is not None:
-                plot.update(history)
+            for callback in callbacks if ddp.is_main_process() else ():
+                callback(history)
     except KeyboardInterrupt:
         history.interrupted = True
-        print(_interrupt_message(epoch, epochs, history, checkpoint_path, saved))
+        if ddp.is_main_process():
+            print(_interrupt_message(epoch, epochs, history, checkpoint_path, saved))
     finally:
         epoch_bar.close()
     return history
@@ -861,60 +882,6 @@ def _restore_rng_state(state: Mapping[str, Any], generators: Mapping[str, torch.
     for name, saved in state["generators"].items():
         if name in generators:
             generators[name].set_state(saved.cpu())
-
-
-# --------------------------------------------------------------------------- live plot
-
-
-class _LivePlot:
-    """Redraws loss and accuracy curves under the running notebook cell after each epoch.
-
-    Outside a Jupyter kernel (plain python, pytest, terminal IPython) it does nothing. It
-    draws a bare matplotlib Figure rendered to PNG, so no pyplot state is touched and
-    this module stays independent of coursekit.viz.
-    """
-
-    def __init__(self) -> None:
-        self._enabled = _in_notebook()
-        self._handle: Any = None
-
-    def update(self, history: History) -> None:
-        if not self._enabled:
-            return
-        from IPython.display import Image, display
-
-        image = Image(data=_history_png(history))
-        if self._handle is None:
-            self._handle = display(image, display_id=True)
-        else:
-            self._handle.update(image)
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    # Only kernel-backed shells (Jupyter, Colab) can show and update images in place.
-    return getattr(get_ipython(), "kernel", None) is not None
-
-
-def _history_png(history: History) -> bytes:
-    from matplotlib.figure import Figure
-
-    epochs = range(1, history.epochs_done + 1)
-    figure = Figure(figsize=(8, 3))
-    loss_ax, acc_ax = figure.subplots(1, 2)
-    for ax, name in ((loss_ax, "loss"), (acc_ax, "acc")):
-        ax.plot(epochs, getattr(history, f"train_{name}"), "o-", label="train")
-        ax.plot(epochs, getattr(history, f"valid_{name}"), "o-", label="valid")
-        ax.set_xlabel("epoch")
-        ax.set_title(name)
-        ax.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- cached features

@@ -17,10 +17,13 @@ This module imports only ``coursekit.config``.
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -375,6 +378,91 @@ def plot_history(history: Any) -> Figure:
     for ax in axes[:2]:
         ax.legend()
     return fig
+
+
+class LivePlot:
+    """A ``fit`` callback that redraws :func:`plot_history` under the running notebook cell.
+
+    The first epoch shows the curves, later epochs replace them in place. Outside a
+    Jupyter kernel (a script, ``torchrun``, a terminal) it does nothing.
+
+    >>> history = fit(model, loaders, criterion, optimizer, epochs=5,
+    ...               callbacks=[LivePlot()])  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._enabled = _in_notebook()
+        self._handle: Any = None
+
+    def __call__(self, history: Any) -> None:
+        if not self._enabled:
+            return
+        from IPython.display import Image as PNG
+        from IPython.display import display
+
+        image = PNG(data=_figure_png(plot_history(history)))
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    # Only kernel-backed shells (Jupyter, Colab) can show and update images in place.
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _figure_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed, so the notebook does not show it again."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+class TensorBoardLogger:
+    """A ``fit`` callback that writes each epoch's loss, accuracy and learning rate for
+    TensorBoard (``pip install tensorboard``; view with ``tensorboard --logdir LOG_DIR``).
+
+    Scalars are named ``loss/train``, ``loss/valid``, ``accuracy/train``,
+    ``accuracy/valid`` and ``lr/group0``... ``writer`` is anything with TensorBoard's
+    ``add_scalar(tag, value, step)`` and ``flush()``; by default a ``SummaryWriter``.
+
+    >>> logger = TensorBoardLogger("runs/tensorboard/head")  # doctest: +SKIP
+    >>> history = fit(model, loaders, criterion, optimizer, epochs=5,
+    ...               callbacks=[logger])  # doctest: +SKIP
+    """
+
+    def __init__(self, log_dir: str | os.PathLike[str], writer: Any | None = None) -> None:
+        self.log_dir = Path(log_dir)
+        self.writer = writer if writer is not None else _summary_writer(self.log_dir)
+
+    def __call__(self, history: Any) -> None:
+        epoch = len(history.valid_acc)
+        last = {key: _history_series(history, key)[-1] for key in HISTORY_KEYS if key != "lr"}
+        for split in ("train", "valid"):
+            self.writer.add_scalar(f"loss/{split}", last[f"{split}_loss"], epoch)
+            self.writer.add_scalar(f"accuracy/{split}", last[f"{split}_acc"], epoch)
+        for group, lr in enumerate(history.lrs[-1]):
+            self.writer.add_scalar(f"lr/group{group}", lr, epoch)
+        # Written at every epoch end, so TensorBoard shows a run while it trains.
+        self.writer.flush()
+
+
+def _summary_writer(log_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError(
+            f"TensorBoardLogger({str(log_dir)!r}) needs the tensorboard package, which is "
+            "not installed. Install it with: pip install tensorboard "
+            "(or pip install -e '.[tensorboard]' in the course folder)."
+        ) from None
+    return SummaryWriter(log_dir=str(log_dir))
 
 
 def _history_series(history: Any, key: str) -> list[float]:

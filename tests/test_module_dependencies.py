@@ -1,9 +1,10 @@
 """The import rules of docs/ARCHITECTURE.md, checked on the source of every coursekit module.
 
-config imports nothing of coursekit; data, models, train and viz import only config; infer
-builds on config, models and data; the exercises stand alone. ``_safe_io`` (atomic writes
-and the checkpoint value check) is a private leaf that train and infer share;
-``_model_state`` (a model's device and eval mode) one that models, viz and infer share.
+config imports nothing of coursekit; data, models, distributed and viz import only config;
+train imports config and distributed; infer builds on config, models and data; the exercises
+stand alone. ``_safe_io`` (atomic writes and the checkpoint value check) is a private leaf
+that train and infer share; ``_model_state`` (a model's device and eval mode) one that
+models, viz and infer share.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ ALLOWED: dict[str, set[str]] = {
     "_model_state": set(),
     "data": {"config"},
     "models": {"config", "_model_state"},
-    "train": {"config", "_safe_io"},
+    "distributed": {"config"},
+    "train": {"config", "_safe_io", "distributed"},
     "viz": {"config", "_model_state"},
+    "recipe": {"config", "data", "models", "train", "infer", "viz", "distributed"},
     "infer": {"config", "models", "data", "_safe_io", "_model_state"},
     "exercises": {"exercises"},
 }

@@ -5,11 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import types
 from pathlib import Path
 
-import IPython
-import IPython.display
 import pytest
 import torch
 import torch.nn.functional as F
@@ -720,9 +717,7 @@ def test_load_or_train_does_not_save_an_interrupted_training(tmp_path, capsys):
     loaders = tiny_loaders()
     loaders["train"] = InterruptingLoader(list(loaders["train"]), stop_epoch=2, stop_batch=0)
 
-    history = load_or_train(
-        path, model, lambda: quiet_fit(model, loaders=loaders), metadata=RECIPE
-    )
+    history = load_or_train(path, model, lambda: quiet_fit(model, loaders=loaders), metadata=RECIPE)
 
     assert history.interrupted and not path.exists()
     assert "nothing was saved" in capsys.readouterr().out
@@ -773,30 +768,13 @@ def test_load_or_train_trains_again_when_the_saved_model_cannot_be_reused(
     torch.testing.assert_close(state["model_state"], model.state_dict())
 
 
-# --------------------------------------------------------------------------- live plot
+# --------------------------------------------------------------------------- callbacks
 
 
-def test_live_plot_does_nothing_outside_a_notebook(monkeypatch):
-    shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append(a))
-    quiet_fit(tiny_model(), epochs=1, live_plot=True)
-    assert shown == []
-
-
-def test_live_plot_draws_once_then_updates_in_a_notebook(monkeypatch):
-    shown, updates = [], []
-    handle = types.SimpleNamespace(update=updates.append)
-
-    def fake_display(obj, display_id=False):
-        shown.append(obj)
-        return handle
-
-    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(kernel=object()))
-    monkeypatch.setattr(IPython.display, "display", fake_display)
-    quiet_fit(tiny_model(), epochs=3, live_plot=True)
-
-    assert len(shown) == 1 and len(updates) == 2
-    assert all(image.data.startswith(b"\x89PNG") for image in shown + updates)
+def test_callbacks_get_the_history_after_every_epoch():
+    seen = []
+    history = quiet_fit(tiny_model(), epochs=3, callbacks=[lambda h: seen.append(h.epochs_done)])
+    assert seen == [1, 2, 3] and history.epochs_done == 3
 
 
 # --------------------------------------------------------------------------- cached features

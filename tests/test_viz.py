@@ -540,8 +540,87 @@ def test_show_grad_cam_overlays_the_heatmap(cam_setup, figures):
 
 
 def test_history_of_one_epoch_has_whole_epoch_ticks():
-    fig = viz.plot_history({"train_loss": [0.7], "train_acc": [0.5],
-                            "valid_loss": [0.8], "valid_acc": [0.4]})
+    fig = viz.plot_history(
+        {"train_loss": [0.7], "train_acc": [0.5], "valid_loss": [0.8], "valid_acc": [0.4]}
+    )
     ticks = [t for t in fig.axes[0].get_xticks() if 0.5 <= t <= 1.5]
     assert ticks == [1.0]
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- fit callbacks
+
+
+def two_epochs() -> SimpleNamespace:
+    """What a History holds after two epochs with two parameter groups."""
+    return SimpleNamespace(
+        train_loss=[1.0, 0.5],
+        train_acc=[0.4, 0.7],
+        valid_loss=[1.2, 0.8],
+        valid_acc=[0.3, 0.6],
+        lr=[0.01, 0.001],
+        lrs=[[0.01, 0.1], [0.001, 0.01]],
+    )
+
+
+def test_live_plot_does_nothing_outside_a_notebook(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append(a))
+    viz.LivePlot()(two_epochs())
+    assert shown == []
+
+
+def test_live_plot_draws_once_then_updates_and_leaves_no_figure_open(monkeypatch):
+    import IPython
+    import IPython.display
+
+    shown, updates = [], []
+    handle = SimpleNamespace(update=updates.append)
+
+    def fake_display(obj, display_id=False):
+        shown.append(obj)
+        return handle
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: SimpleNamespace(kernel=object()))
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    open_before = plt.get_fignums()
+    plot = viz.LivePlot()
+    for _ in range(3):
+        plot(two_epochs())
+    assert len(shown) == 1 and len(updates) == 2
+    assert all(image.data.startswith(b"\x89PNG") for image in shown + updates)
+    assert plt.get_fignums() == open_before  # else the notebook shows them again
+
+
+def test_tensorboard_logger_writes_each_curve_at_the_epoch_number(tmp_path):
+    class Recorder:
+        def __init__(self):
+            self.scalars, self.flushes = [], 0
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, value, step))
+
+        def flush(self):
+            self.flushes += 1
+
+    writer = Recorder()
+    viz.TensorBoardLogger(tmp_path, writer=writer)(two_epochs())
+    assert sorted(writer.scalars) == [
+        ("accuracy/train", 0.7, 2),
+        ("accuracy/valid", 0.6, 2),
+        ("loss/train", 0.5, 2),
+        ("loss/valid", 0.8, 2),
+        ("lr/group0", 0.001, 2),
+        ("lr/group1", 0.01, 2),
+    ]
+    assert writer.flushes == 1
+
+
+def test_tensorboard_logger_without_tensorboard_says_how_to_install_it(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    with pytest.raises(ImportError, match=r"pip install tensorboard"):
+        viz.TensorBoardLogger(tmp_path / "tb")

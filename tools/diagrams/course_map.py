@@ -22,6 +22,9 @@ STAGES = {
     "warn": ("Beyond one machine", ("10", "11")),
 }
 PER_ROW = 5
+#: Legend entries per row: four or five long names on one line would overlap.
+LEGEND_PER_ROW = 3
+LEGEND_ROW = 0.45
 
 
 def lesson_titles() -> list[tuple[str, str]]:
@@ -42,7 +45,9 @@ def draw_course_map() -> plt.Figure:
     lessons = lesson_titles()
     rows = (len(lessons) + PER_ROW - 1) // PER_ROW
     box_w, box_h, gap_x, gap_y = 1.5, 1.05, 0.3, 0.45
-    height = 0.8 + rows * (box_h + gap_y)
+    shown = [c for c in STAGES if any(stage_of(n) == c for n, _ in lessons)]
+    legend_rows = (len(shown) + LEGEND_PER_ROW - 1) // LEGEND_PER_ROW
+    height = 0.8 + (legend_rows - 1) * LEGEND_ROW + rows * (box_h + gap_y)
     fig, ax = canvas(height)
     centres = []
     for i, (number, title) in enumerate(lessons):
@@ -62,12 +67,12 @@ def draw_course_map() -> plt.Figure:
             arrow(ax, start, end)
         else:
             arrow(ax, (x0 + box_w / 2, y0), (x1 + box_w / 2, y1 + box_h))
-    shown = [c for c in STAGES if any(stage_of(n) == c for n, _ in lessons)]
-    slot = 9.0 / len(shown)
+    slot = 9.0 / min(len(shown), LEGEND_PER_ROW)
     for i, color in enumerate(shown):
-        x = 0.25 + i * slot
-        box(ax, x, 0.22, 0.3, 0.3, color=color)
-        label(ax, x + 0.4, 0.37, STAGES[color][0], size=10, ha="left")
+        row, col = divmod(i, LEGEND_PER_ROW)
+        x, y = 0.25 + col * slot, 0.22 + (legend_rows - 1 - row) * LEGEND_ROW
+        box(ax, x, y, 0.3, 0.3, color=color)
+        label(ax, x + 0.4, y + 0.15, STAGES[color][0], size=10, ha="left")
     return fig
 
 
