@@ -111,7 +111,12 @@ def command_line(module: str) -> str:
 # --------------------------------------------------------------------------- environment
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, e.g. ``AMD EPYC``.
+
+    >>> isinstance(cpu_model(), str)
+    True
+    """
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
@@ -150,7 +155,7 @@ def collect_environment() -> dict[str, str]:
         "torch threads": f"{torch.get_num_threads()} intra-op, "
         f"{torch.get_num_interop_threads()} inter-op",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
-        "CPU": f"{_cpu_model()} ({os.cpu_count()} logical cores)",
+        "CPU": f"{cpu_model()} ({os.cpu_count()} logical cores)",
         "oneDNN (mkldnn)": str(torch.backends.mkldnn.is_available()),
         "load average at start (1/5/15 min)": " / ".join(f"{value:.2f}" for value in load),
     }
@@ -292,6 +297,7 @@ def resnet18_classifier(seed: int = 0) -> nn.Module:
 #: The benchmark scripts (``bench.<name>``), in the order run_all runs them.
 SCRIPTS = (
     "fit_vs_plain",
+    "fit_vs_bound",
     "profile_loops",
     "cached_features",
     "batched_inference",

@@ -82,6 +82,9 @@ class Settings:
     runs_dir: Path = field(default_factory=lambda: REPO_ROOT / "runs")
     #: torchvision classifier used by the transfer-learning lessons.
     arch: str = "resnet18"
+    #: Pretrained weights of ``arch``: "DEFAULT" (the best version, or a cached one when the
+    #: best cannot be downloaded) or a version such as "IMAGENET1K_V1".
+    weights: str = "DEFAULT"
     #: "auto" picks cuda, then mps, then cpu.
     device: str = "auto"
     seed: int = 42
@@ -381,9 +384,38 @@ def _validate(s: Settings) -> None:
         )
     if not s.arch.strip():
         raise _refuse("Setting arch is empty: name a torchvision model such as resnet18", "arch")
+    _check_weights(s.arch, s.weights)
     if s.device not in ("auto", "cpu", "cuda", "mps") and not s.device.startswith("cuda:"):
         raise _refuse(
             f"device={s.device!r} is not known. Use auto, cpu, cuda, cuda:N or mps", "device"
+        )
+
+
+def _weights_versions(arch: str) -> list[str] | None:
+    """The weights versions torchvision has for ``arch``, or None when it knows no such model.
+
+    >>> _weights_versions("resnet18")
+    ['IMAGENET1K_V1', 'DEFAULT']
+    """
+    import torchvision  # here, not at the top: most settings never need it
+
+    try:
+        return list(torchvision.models.get_model_weights(arch).__members__)
+    except (KeyError, ValueError):
+        return None
+
+
+def _check_weights(arch: str, weights: str) -> None:
+    """Refuse a weights version ``arch`` does not have, naming the ones it has."""
+    versions = _weights_versions(arch.strip())
+    if versions is None:  # an unknown arch: models.pretrained names the fix for that
+        return
+    member = weights.strip().rsplit(".", 1)[-1]  # "ResNet18_Weights.IMAGENET1K_V1" works too
+    if member not in versions:
+        raise _refuse(
+            f"Setting weights={weights!r} is not a weights version of {arch}. Choose one of: "
+            f"{', '.join(versions)}",
+            "weights",
         )
 
 
@@ -402,19 +434,23 @@ def describe_overrides() -> str:
 
 
 def default_num_workers() -> int:
-    """DataLoader workers that are safe where the course runs: up to 2 with ``fork``, else 0.
+    """DataLoader workers that are safe and pay off here: up to 2 with ``fork`` and 3+ cores.
 
     A worker started with ``spawn`` or ``forkserver`` (Windows, macOS, Linux from Python
     3.14) must re-import the code it runs, which fails for functions defined in notebook
-    cells; a ``fork``-ed worker is a copy of the notebook's process. With ``fork``, up to 2
-    workers overlap image decoding with training.
+    cells; a ``fork``-ed worker is a copy of the notebook's process. Workers overlap image
+    decoding with training only on cores the training threads leave free: on 2 cores they
+    take time from those threads and start again every epoch: a 224 px epoch on a 2-core CPU
+    took 1.3-1.6x the compute alone with 2 workers, about 1x with none (bench/fit_vs_bound.py
+    measures it).
 
     >>> default_num_workers() in (0, 1, 2)
     True
     """
     if _start_method() != "fork":
         return 0
-    return min(2, os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(2, cores // 2)
 
 
 def _start_method() -> str:

@@ -626,9 +626,37 @@ def architecture_options(model: nn.Module, name: str) -> dict[str, bool]:
     return {key: bool(getattr(model, key)) for key in _REMEMBERED_OPTIONS if hasattr(model, key)}
 
 
+def _cached_alternative(name: str, wanted: WeightsEnum) -> WeightsEnum | None:
+    """Another cached weights version of ``name`` with the same classes, the newest first."""
+    # Iterating a weights enum skips its aliases (DEFAULT): each file is looked at once.
+    for version in reversed(list(type(wanted))):
+        same_classes = version.meta.get("categories") == wanted.meta.get("categories")
+        if version is not wanted and same_classes and weights_cached(name, version):
+            return version
+    return None
+
+
+def _load_or_fall_back(name: str, requested: str | WeightsEnum, may_download: bool) -> nn.Module:
+    """``name`` with the ``requested`` weights; for "DEFAULT", another cached version when the
+    default file is missing and cannot be downloaded (one line says which)."""
+    chosen = get_weights(name, requested)
+    try:
+        return _load_pretrained(name, chosen, may_download)
+    except WeightsUnavailableError:
+        is_default = isinstance(requested, str) and requested.rsplit(".", 1)[-1] == "DEFAULT"
+        fallback = None if weights_cached(name, chosen) else _cached_alternative(name, chosen)
+        if not is_default or fallback is None:
+            raise
+    print(
+        f"Using the cached {fallback} for {name}: the default {chosen} is not in the cache "
+        "and cannot be downloaded here (COURSE_WEIGHTS chooses a version)."
+    )
+    return _load_pretrained(name, fallback, allow_download=False)
+
+
 def pretrained(
     name: str = "resnet18",
-    weights: str | WeightsEnum = "DEFAULT",
+    weights: str | WeightsEnum | None = None,
     settings: Settings | None = None,
     num_classes: int | None = None,
     allow_download: bool | None = None,
@@ -641,17 +669,22 @@ def pretrained(
     initialized model with the same layers (:func:`random_init_model`). GoogLeNet and
     Inception v3 come without auxiliary heads, so ``model(x)`` is the logits in train mode
     too. ``allow_download=None`` downloads in full mode only, so smoke runs never use the
-    network.
+    network. ``weights=None`` means ``settings.weights`` for ``settings.arch`` (the
+    ``COURSE_WEIGHTS`` setting) and "DEFAULT" for any other model. When "DEFAULT" is missing
+    and cannot be downloaded but another version of the same model is cached (say
+    IMAGENET1K_V1 where the default is IMAGENET1K_V2), that one is used and one line says so.
 
     >>> model = pretrained("resnet18", settings=get_settings("smoke"), num_classes=5)  # doctest: +SKIP
     >>> model.fc  # doctest: +SKIP
     Linear(in_features=512, out_features=5, bias=True)
     """
     settings = settings or get_settings()
+    if weights is None:
+        weights = settings.weights if name == settings.arch else "DEFAULT"
     chosen = get_weights(name, weights)
     may_download = not settings.is_smoke if allow_download is None else allow_download
     try:
-        model = _load_pretrained(name, chosen, may_download)
+        model = _load_or_fall_back(name, weights, may_download)
     except WeightsUnavailableError:
         if not settings.is_smoke:
             raise

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import coursekit as ck
-from bench import cached_features
+from bench import cached_features, fit_vs_bound
 from bench.batched_inference import inference_jobs
 from bench.common import (
     TINY_SIZE,
@@ -80,6 +80,48 @@ def test_plain_valid_phase_measures_the_same_loss_and_accuracy_as_coursekit_eval
 
     assert plain_loss == pytest.approx(loss, rel=1e-4)
     assert plain_acc == pytest.approx(acc)
+
+
+# --------------------------------------------------------------------------- 1b. fit vs bound
+
+
+@pytest.fixture(scope="module")
+def small_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two classes of small generated JPEG photos (8 train, 4 valid each)."""
+    return fit_vs_bound.generated_photos(
+        tmp_path_factory.mktemp("photos"), train=8, valid=4, size=(64, 48)
+    )
+
+
+def test_the_bound_trains_on_the_same_batches_as_fit(small_photos: Path):
+    # Deterministic transforms on both splits: the in-memory batches equal the loaders'.
+    transform = ck.eval_transforms(TINY_SIZE.crop, TINY_SIZE.resize)
+    train_ds, valid_ds = ck.build_datasets(small_photos, transform, transform)
+    histories = []
+    for in_memory in (False, True):
+        loaders = ck.make_loaders(train_ds, valid_ds, batch_size=8, num_workers=0)
+        if in_memory:
+            loaders = {split: list(loader) for split, loader in loaders.items()}
+        model = resnet18_classifier()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        histories.append(
+            ck.fit(model, loaders, nn.CrossEntropyLoss(), optimizer, epochs=1, progress=False)
+        )
+
+    assert histories[0].train_loss == pytest.approx(histories[1].train_loss)
+    assert histories[0].valid_acc == histories[1].valid_acc
+
+
+def test_a_fit_epoch_with_the_default_workers_stays_near_the_compute_bound(small_photos: Path):
+    workers = ck.default_num_workers()
+
+    result = fit_vs_bound.measure_arch(
+        "resnet18", small_photos, TINY_SIZE, batch_size=8, repeats=3, workers=[workers]
+    )
+
+    # CPU time of this process (workers' time is not in it): steady on a busy machine. At
+    # 32 px the photos cost more next to the compute than at 224 px, hence the margin.
+    assert result.ratio(f"fit, {workers} workers", "cpu") <= 2.0, result.runs
 
 
 # --------------------------------------------------------------------------- 2. cached features

@@ -145,7 +145,10 @@ def test_num_workers_default_is_safe_for_the_platform(monkeypatch):
     assert config.default_num_workers() == 0
     monkeypatch.setattr(config.platform, "system", lambda: "Linux")
     monkeypatch.setattr(config.multiprocessing, "get_start_method", lambda allow_none: "fork")
-    assert 1 <= config.default_num_workers() <= 2
+    # Workers only where the training threads leave cores free (bench/fit_vs_bound.py).
+    for cores, workers in ((1, 0), (2, 0), (3, 1), (4, 2), (64, 2)):
+        monkeypatch.setattr(config.os, "cpu_count", lambda cores=cores: cores)
+        assert config.default_num_workers() == workers
     # Linux from Python 3.14 starts workers with forkserver: cell-defined code breaks there too.
     monkeypatch.setattr(
         config.multiprocessing, "get_start_method", lambda allow_none: "forkserver"

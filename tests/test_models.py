@@ -17,7 +17,7 @@ from torchvision.models import regnet
 
 import coursekit
 from coursekit import models
-from coursekit.config import get_settings
+from coursekit.config import SettingsError, get_settings
 from coursekit.models import (
     VGG_CFGS,
     BasicBlock,
@@ -550,6 +550,88 @@ def test_pretrained_reads_the_mode_from_the_environment(hub_dir, downloads, monk
     pretrained("mobilenet_v3_small")
     assert "random initialization" in capsys.readouterr().out
     assert downloads == []
+
+
+def cache_random_weights(name: str, weights: str) -> dict[str, torch.Tensor]:
+    """A seeded random state_dict saved under the file name of ``weights`` in the cache."""
+    torch.manual_seed(0)
+    state = tvm.get_model(name, weights=None).state_dict()
+    path = weights_path(name, weights)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def same_backbone(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    loaded = model.state_dict()
+    return all(torch.equal(loaded[key], state[key]) for key in state if key in loaded)
+
+
+@pytest.mark.parametrize("mode", ["smoke", "full"])
+def test_default_weights_missing_offline_fall_back_to_another_cached_version(
+    hub_dir, downloads, capsys, mode
+):
+    v1 = cache_random_weights("mobilenet_v2", "IMAGENET1K_V1")
+    assert not weights_cached("mobilenet_v2")  # DEFAULT is IMAGENET1K_V2
+
+    model = pretrained("mobilenet_v2", settings=get_settings(mode), num_classes=2)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "Using the cached MobileNet_V2_Weights.IMAGENET1K_V1 for mobilenet_v2: the default "
+        "MobileNet_V2_Weights.IMAGENET1K_V2 is not in the cache and cannot be downloaded here "
+        "(COURSE_WEIGHTS chooses a version)."
+    ]
+    assert same_backbone(model, {k: v for k, v in v1.items() if not k.startswith("classifier")})
+    assert model.classifier[-1].out_features == 2
+    # Full mode tried to download the default first; smoke mode never uses the network.
+    expected = [tvm.MobileNet_V2_Weights.IMAGENET1K_V2.url] if mode == "full" else []
+    assert downloads == expected
+
+
+def test_a_chosen_weights_version_is_loaded_and_never_replaced(hub_dir, downloads, capsys):
+    v1 = cache_random_weights("mobilenet_v2", "IMAGENET1K_V1")
+
+    chosen_v1 = get_settings("full", arch="mobilenet_v2", weights="IMAGENET1K_V1")
+    assert same_backbone(pretrained("mobilenet_v2", settings=chosen_v1), v1)
+    assert capsys.readouterr().out == "" and downloads == []
+
+    chosen_v2 = get_settings("full", arch="mobilenet_v2", weights="IMAGENET1K_V2")
+    with pytest.raises(WeightsUnavailableError, match="IMAGENET1K_V2"):
+        pretrained("mobilenet_v2", settings=chosen_v2)
+    assert capsys.readouterr().out == ""
+
+
+def test_the_weights_setting_belongs_to_the_settings_arch_only(hub_dir, downloads, capsys):
+    resnet = cache_random_weights("resnet18", "DEFAULT")
+    settings = get_settings("full", arch="mobilenet_v2", weights="IMAGENET1K_V2")
+
+    # resnet18 has no IMAGENET1K_V2: another model than settings.arch gets its DEFAULT.
+    assert same_backbone(pretrained("resnet18", settings=settings), resnet)
+    assert capsys.readouterr().out == "" and downloads == []
+
+
+def test_without_any_cached_version_the_default_error_stays(hub_dir, downloads):
+    with pytest.raises(WeightsUnavailableError, match="IMAGENET1K_V2 for mobilenet_v2"):
+        pretrained("mobilenet_v2", settings=get_settings("full"))
+
+
+def test_the_weights_setting_is_read_from_the_environment(hub_dir, downloads, monkeypatch):
+    v1 = cache_random_weights("mobilenet_v2", "IMAGENET1K_V1")
+    monkeypatch.setenv("COURSE_ARCH", "mobilenet_v2")
+    monkeypatch.setenv("COURSE_WEIGHTS", "IMAGENET1K_V1")
+
+    assert same_backbone(pretrained("mobilenet_v2", settings=get_settings("full")), v1)
+
+
+def test_an_unknown_weights_setting_names_the_versions_of_the_arch(monkeypatch):
+    monkeypatch.setenv("COURSE_ARCH", "mobilenet_v2")
+    monkeypatch.setenv("COURSE_WEIGHTS", "IMAGENET1K_V3")
+    with pytest.raises(SettingsError) as error:
+        get_settings("full")
+    message = str(error.value)
+    assert "IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT" in message and "COURSE_WEIGHTS" in message
+    assert "mobilenet_v2" in message
 
 
 def deprecated_pretrained_calls(source: str) -> list[int]:
