@@ -49,6 +49,11 @@ WRONG_COLOR = "red"
 PANEL_INCHES = 2.5
 #: Above this many classes the confusion matrix cells are too small for numbers.
 MAX_ANNOTATED_CLASSES = 20
+#: Above this many classes plot_confusion_matrix draws only the most confused ones: at
+#: notebook width, more rows than this would need labels smaller than 10 pt.
+MAX_MATRIX_CLASSES = 20
+#: The width a notebook shows a figure at, in inches.
+NOTEBOOK_INCHES = 9.0
 #: Above this many classes the class-count bars turn horizontal, so names stay readable.
 MAX_VERTICAL_BARS = 10
 #: Width of one character of a tick label (10 pt), generously: it tells when names collide.
@@ -491,12 +496,21 @@ def _plot_train_valid(ax: Axes, train: Sequence[float], valid: Sequence[float], 
 
 
 def plot_confusion_matrix(
-    cm: torch.Tensor | np.ndarray, class_names: Sequence[str], normalize: bool = False
+    cm: torch.Tensor | np.ndarray,
+    class_names: Sequence[str],
+    normalize: bool = False,
+    max_classes: int | None = MAX_MATRIX_CLASSES,
 ) -> Figure:
     """A K x K confusion matrix (rows = true class, columns = predicted), cells annotated.
 
     ``normalize=True`` divides each row by its total, so a cell is "the fraction of class
-    i predicted as j". Above 20 classes the numbers are left out to stay readable.
+    i predicted as j".
+
+    With more than ``max_classes`` classes the whole matrix cannot be read at notebook
+    width, so only its most confused part is drawn: the classes of the largest off-diagonal
+    cells (at most ``max_classes`` of them, the worst pair first and each class next to the
+    one it is confused with), with their names, and a number on every mistake among them.
+    ``max_classes=None`` draws every class (above 20 without numbers in the cells).
 
     >>> fig = plot_confusion_matrix(torch.tensor([[5, 1], [0, 4]]), ["ant", "bee"])
     >>> [t.get_text() for t in fig.axes[0].texts]
@@ -509,21 +523,89 @@ def plot_confusion_matrix(
             f"The confusion matrix has shape {matrix.shape} but there are {classes} class "
             f"names: pass a {classes} x {classes} matrix (rows = true, columns = predicted)."
         )
+    if max_classes is not None and max_classes < 2:
+        raise ValueError(
+            f"max_classes={max_classes}: a confusion matrix needs at least 2 classes "
+            "(None draws all of them)."
+        )
     if normalize:
         totals = matrix.sum(axis=1, keepdims=True)
         matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    if max_classes is not None and classes > max_classes:
+        return _plot_most_confused(matrix, class_names, max_classes, normalize)
     side = max(4.0, 0.45 * classes + 2.0)
     fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
-    picture = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
-    fig.colorbar(picture, ax=ax, shrink=0.8)
-    ax.set_xticks(range(classes), labels=class_names, rotation=45, ha="right")
-    ax.set_yticks(range(classes), labels=class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    _draw_matrix(fig, ax, matrix, list(class_names), normalize)
     ax.set_title("Confusion matrix" + (" (each row sums to 1)" if normalize else ""))
     if classes <= MAX_ANNOTATED_CLASSES:
         _annotate_cells(ax, matrix, "{:.2f}" if normalize else "{:.0f}")
     return fig
+
+
+def _most_confused_classes(matrix: np.ndarray, max_classes: int) -> list[int]:
+    """Up to ``max_classes`` class indices taken from the largest off-diagonal cells first.
+
+    A class enters the list the first time one of its mistakes does, so the worst pair
+    comes first and a class sits next to the one it is most confused with. Without any
+    mistake, the first classes.
+    """
+    mistakes = matrix.copy()
+    np.fill_diagonal(mistakes, 0)
+    flat_order = np.argsort(-mistakes, axis=None, kind="stable")  # largest first, ties by index
+    chosen: list[int] = []
+    for true, predicted in zip(*np.unravel_index(flat_order, mistakes.shape), strict=True):
+        if mistakes[true, predicted] <= 0 or len(chosen) >= max_classes:
+            break
+        for index in (int(true), int(predicted)):
+            if index not in chosen and len(chosen) < max_classes:
+                chosen.append(index)
+    return chosen or list(range(max_classes))
+
+
+def _plot_most_confused(
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    max_classes: int,
+    normalize: bool,
+) -> Figure:
+    chosen = _most_confused_classes(matrix, max_classes)
+    part = matrix[np.ix_(chosen, chosen)]
+    names = [str(class_names[i]) for i in chosen]
+    longest = max(map(len, names)) * LABEL_CHAR_INCHES
+    # Notebook width; the height leaves room for the rotated names under the matrix.
+    fig, ax = plt.subplots(figsize=(NOTEBOOK_INCHES, NOTEBOOK_INCHES - 1.5 + longest * 0.7),
+                           layout="constrained")
+    _draw_matrix(fig, ax, part, names, normalize, vmax=matrix.max())
+    ax.set_title(
+        f"The {len(chosen)} most confused of {len(class_names)} classes"
+        + (" (fractions of each true class)" if normalize else "")
+        + "\nall classes: plot_confusion_matrix(..., max_classes=None)",
+        fontsize=11,
+    )
+    # Only the mistakes get numbers (the colour shows the diagonal): they are what to read.
+    dark = matrix.max() / 2
+    for (row, col), value in np.ndenumerate(part):
+        if row != col and value > 0:
+            text = f"{value:.0%}" if normalize else f"{value:.0f}"
+            color = "white" if value > dark else "black"
+            ax.text(col, row, text, ha="center", va="center", color=color, fontsize=10)
+    return fig
+
+
+def _draw_matrix(
+    fig: Figure,
+    ax: Axes,
+    matrix: np.ndarray,
+    names: list[str],
+    normalize: bool,
+    vmax: float | None = None,
+) -> None:
+    picture = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else vmax)
+    fig.colorbar(picture, ax=ax, shrink=0.8)
+    ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
 
 
 def _annotate_cells(ax: Axes, matrix: np.ndarray, number_format: str) -> None:

@@ -74,11 +74,17 @@ def test_q1_rejects_a_single_image_sent_to_validation():
     assert_fails(ex.q1, no_cap, message_contains="single image")
 
 
-def test_q1_rejects_rounding_down_and_bankers_rounding():
-    floored = make_split_counts(lambda n, f: min(max(int(n * f), 1), n - 1))
-    assert_fails(ex.q1, floored, message_contains="halves round UP")
+def test_q1_accepts_pythons_round_which_sends_halves_to_the_even_neighbour():
     bankers = make_split_counts(lambda n, f: min(max(round(n * f), 1), n - 1))
-    assert_fails(ex.q1, bankers, message_contains="halves round UP")
+    # The checker's classes do include exact halves where the two roundings differ...
+    assert bankers(ex.Q1_SIZES_B, ex.Q1_SPLIT_B) != split_counts(ex.Q1_SIZES_B, ex.Q1_SPLIT_B)
+    # ...and round() is still a nearest whole number, so it passes.
+    assert_passes(ex.q1, bankers)
+
+
+def test_q1_rejects_rounding_down_and_up():
+    floored = make_split_counts(lambda n, f: min(max(int(n * f), 1), n - 1))
+    assert_fails(ex.q1, floored, message_contains="always rounds DOWN")
     ceiled = make_split_counts(lambda n, f: min(max(math.ceil(n * f), 1), n - 1))
     assert_fails(ex.q1, ceiled, message_contains="NEAREST")
 

@@ -361,11 +361,66 @@ def test_plot_confusion_matrix_normalises_rows(figures):
 
 def test_plot_confusion_matrix_skips_numbers_for_many_classes_and_checks_shape(figures):
     many = viz.MAX_ANNOTATED_CLASSES + 1
-    fig = viz.plot_confusion_matrix(np.eye(many), [str(i) for i in range(many)])
+    fig = viz.plot_confusion_matrix(np.eye(many), [str(i) for i in range(many)], max_classes=None)
     figures(fig)
+    assert len(fig.axes[0].get_xticklabels()) == many
     assert len(fig.axes[0].texts) == 0
     with pytest.raises(ValueError, match="3 x 3"):
         viz.plot_confusion_matrix(np.eye(2), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="max_classes=1"):
+        viz.plot_confusion_matrix(np.eye(2), ["a", "b"], max_classes=1)
+
+
+def many_class_matrix(classes: int = 102, per_class: int = 6) -> np.ndarray:
+    """A flowers-sized matrix: mostly right, with three known mistakes of different sizes."""
+    cm = np.eye(classes) * per_class
+    for true, predicted, count in [(40, 7, 3), (7, 40, 1), (90, 12, 2), (5, 60, 1)]:
+        cm[true, true] -= count
+        cm[true, predicted] += count
+    return cm
+
+
+def test_plot_confusion_matrix_of_many_classes_shows_the_most_confused_at_notebook_width(figures):
+    cm = many_class_matrix()
+    names = [f"flower {i}" for i in range(len(cm))]
+    fig = viz.plot_confusion_matrix(cm, names)
+    figures(fig)
+    ax = fig.axes[0]
+    # The worst pair first, then the next mistakes, each class once: 6 classes, not 102.
+    chosen = [40, 7, 90, 12, 5, 60]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [names[i] for i in chosen]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [names[i] for i in chosen]
+    np.testing.assert_array_equal(ax.images[0].get_array(), cm[np.ix_(chosen, chosen)])
+    # Numbers on the mistakes only, where they sit in the part.
+    numbers = {(t.get_position(), t.get_text()) for t in ax.texts}
+    assert numbers == {((1, 0), "3"), ((0, 1), "1"), ((3, 2), "2"), ((5, 4), "1")}
+    assert fig.get_size_inches()[0] == pytest.approx(viz.NOTEBOOK_INCHES)
+    assert "6 most confused of 102" in ax.get_title()
+    assert "max_classes=None" in ax.get_title()  # the full matrix is one call away
+    full = viz.plot_confusion_matrix(cm, names, max_classes=None)
+    figures(full)
+    assert len(full.axes[0].get_xticklabels()) == len(cm)
+
+
+def test_plot_confusion_matrix_keeps_at_most_max_classes_and_fractions_of_whole_rows(figures):
+    cm = many_class_matrix()
+    cm[30, 30] -= 4  # 4 of 6 images of class 30 taken for 31: the worst mistake of all
+    cm[30, 31] += 4
+    fig = viz.plot_confusion_matrix(cm, [str(i) for i in range(len(cm))], True, max_classes=4)
+    figures(fig)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["30", "31", "40", "7"]
+    # Each row is divided by the total of the WHOLE class, not of the part drawn.
+    assert ax.images[0].get_array()[0, 1] == pytest.approx(4 / 6)
+    assert {t.get_text() for t in ax.texts} == {"67%", "50%", "17%"}
+
+
+def test_plot_confusion_matrix_of_many_classes_without_mistakes_shows_the_first(figures):
+    fig = viz.plot_confusion_matrix(np.eye(50), [str(i) for i in range(50)])
+    figures(fig)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == [str(i) for i in range(viz.MAX_MATRIX_CLASSES)]
+    assert len(fig.axes[0].texts) == 0
 
 
 def test_plot_class_counts_vertical_then_horizontal(figures):

@@ -41,18 +41,33 @@ Q1_SIZES_B = {"ant": 10, "bee": 6, "wasp": 3}
 Q1_SPLIT_B = 0.25
 
 
+def halves_up(x: float) -> int:
+    """The nearest whole number, halves rounded up (how ``split_samples`` rounds).
+
+    >>> halves_up(2.5), halves_up(1.4)
+    (3, 1)
+    """
+    return math.floor(x + 0.5)
+
+
 def reference_split_counts(
-    class_sizes: Mapping[str, int], validation_split: float
+    class_sizes: Mapping[str, int],
+    validation_split: float,
+    nearest: Callable[[float], int] = halves_up,
 ) -> dict[str, tuple[int, int]]:
     """``{class: (n_train, n_valid)}`` the way ``coursekit.split_samples`` splits a folder.
 
+    ``nearest=round`` gives the same split with Python's rounding (halves to the even
+    neighbour), which differs only where ``n * validation_split`` is exactly a half.
+
     >>> reference_split_counts({"crow": 50, "wren": 2, "kiwi": 1}, 0.2)
     {'crow': (40, 10), 'wren': (1, 1), 'kiwi': (1, 0)}
+    >>> reference_split_counts({"ant": 10}, 0.25), reference_split_counts({"ant": 10}, 0.25, round)
+    ({'ant': (7, 3)}, {'ant': (8, 2)})
     """
     counts = {}
     for name, n in class_sizes.items():
-        wanted = math.floor(n * validation_split + 0.5)  # nearest whole number, halves up
-        n_valid = min(max(wanted, 1), n - 1)  # >= 1 to validate, but keep >= 1 to train
+        n_valid = min(max(nearest(n * validation_split), 1), n - 1)  # validate; keep 1 to train
         counts[name] = (n - n_valid, n_valid)
     return counts
 
@@ -83,27 +98,26 @@ class SplitCounts(Question):
         "Work on each class on its own (that is what 'stratified' means): the class's number "
         "of validation images is its size times `validation_split`, rounded to the nearest "
         "whole number. The rest is for training.",
-        "Halves round UP here: 2.5 -> 3. Careful: `int(x)` always rounds down, and Python's "
-        "`round(2.5)` is 2 (it rounds halves to the even neighbour). `math.floor(x + 0.5)` "
-        "rounds halves up.",
+        "Careful: `int(x)` always rounds DOWN (1.5 -> 1). `round(x)` gives the nearest whole "
+        "number.",
         "Then clamp: at least 1 validation image (so every class is validated), but at most "
         "`n - 1` (so at least one image stays for training): "
-        "`n_valid = min(max(math.floor(n * validation_split + 0.5), 1), n - 1)`.",
+        "`n_valid = min(max(round(n * validation_split), 1), n - 1)`.",
     ]
     solution_code = """
-        import math
-
         def split_counts(class_sizes, validation_split):
             counts = {}
             for name, n in class_sizes.items():
-                n_valid = math.floor(n * validation_split + 0.5)  # nearest, halves up
+                n_valid = round(n * validation_split)  # the nearest whole number
                 n_valid = min(max(n_valid, 1), n - 1)  # validate every class, keep one to train
                 counts[name] = (n - n_valid, n_valid)
             return counts
     """
     correct_message = (
-        "that is exactly how ck.build_datasets splits a single folder: each class on its own, "
-        "so even a class of two images is represented in validation."
+        "that is how ck.build_datasets splits a single folder: each class on its own, so even "
+        "a class of two images is represented in validation. (Where n * validation_split is "
+        "exactly a half, such as 2.5, ck.build_datasets rounds up and Python's round() goes to "
+        "the even neighbour, 2: both are a nearest whole number, so both are right.)"
     )
 
     def _check(self, split_counts: Any) -> None:
@@ -124,10 +138,12 @@ class SplitCounts(Question):
         missing = [name for name in sizes if name not in result]
         expect(not missing, f"{call} has no entry for {', '.join(map(repr, missing))}.")
         expected = reference_split_counts(sizes, fraction)
+        # Python's round() sends exact halves to the even neighbour: just as near, so accepted.
+        with_round = reference_split_counts(sizes, fraction, round)
         for name, n in sizes.items():
             got = _as_pair(result[name], name)
             want = expected[name]
-            if got == want:
+            if got in (want, with_round[name]):
                 continue
             where = f"{call}[{name!r}] is {got}"
             expect(
@@ -152,14 +168,12 @@ class SplitCounts(Question):
                     "never validated. Use max(..., 1)."
                 )
             exact = n * fraction
-            if exact % 1 == 0.5 and got[1] == math.floor(exact):
+            if got[1] == math.floor(exact):
                 raise Incorrect(
-                    f"{where}: {n} x {fraction} = {exact:g}, and halves round UP, so "
-                    f"n_valid is {want[1]}. `int()` always rounds down and Python's "
-                    f"`round({exact:g})` gives {round(exact)} (halves go to the even "
-                    "neighbour): use `math.floor(x + 0.5)`."
+                    f"{where}: {n} x {fraction} = {exact:g}, whose nearest whole number is "
+                    f"{round(exact)}. `int()` always rounds DOWN: use `round()`."
                 )
-            if got[1] == math.ceil(exact) or got[1] == math.floor(exact):
+            if got[1] == math.ceil(exact):
                 raise Incorrect(
                     f"{where}: {n} x {fraction} = {exact:.2f} should round to the NEAREST "
                     f"whole number ({want[1]} validation images), not always down or up."
