@@ -80,6 +80,16 @@ class DatasetMissingError(FileNotFoundError):
     """A dataset that is not on disk; the message names the command that fetches it."""
 
 
+def printable_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as text any terminal or UTF-8 file takes: bytes of a file name that are not
+    UTF-8 (a Latin-1 name copied from an old disk) are shown as ``\\xe9``-style escapes.
+
+    >>> printable_path(os.fsdecode(b"caf\\xe9.jpg"))
+    'caf\\\\xe9.jpg'
+    """
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a dataset: which path, what is wrong, and how to fix it."""
@@ -89,7 +99,7 @@ class Problem:
     fix: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}. Fix: {self.fix}."
+        return printable_path(f"{self.path}: {self.problem}. Fix: {self.fix}.")
 
 
 # --------------------------------------------------------------------------- files
@@ -119,24 +129,86 @@ def _visible_subdirs(folder: Path) -> list[Path]:
     )
 
 
+@dataclass(frozen=True)
+class FolderWalk:
+    """What :func:`walk_folder` found: the visible files, and the linked folders it skipped."""
+
+    files: list[Path]
+    #: Linked folders (symlinks) not followed: they lead back into the tree being walked.
+    loops: list[Path]
+    #: The folder whose images must be counted once each (a split folder for a class).
+    tree: Path
+
+    @property
+    def images(self) -> list[Path]:
+        return [path for path in self.files if _has_image_extension(path)]
+
+    def loop_problems(self) -> list[Problem]:
+        return [
+            Problem(
+                link,
+                f"this linked folder leads back into {self.tree} (to "
+                f"{os.path.realpath(link)}), so its images would be counted again or under "
+                "the wrong class; it is not followed",
+                f"delete the link (rm '{link}'), or put a copy of the images it should add there",
+            )
+            for link in self.loops
+        ]
+
+
+def walk_folder(
+    folder: str | os.PathLike[str], tree: str | os.PathLike[str] | None = None
+) -> FolderWalk:
+    """Every non-hidden file under ``folder`` (recursively, hidden folders skipped), sorted.
+
+    A linked folder is followed when it leads outside ``tree`` (default ``folder``) to a
+    folder not walked yet; one leading back in (``ln -s .. cat/loop``, ``ln -s . cat/self``)
+    would repeat images forever or give one class another's, so it is skipped and listed
+    in ``loops``. The one walk of the datasets, ``check-data``, ``predict_folder`` and
+    ``python -m data_scripts verify``, so they always count the same files.
+
+    >>> walk_folder("data/hymenoptera/train/ants", tree="data/hymenoptera/train").loops  # doctest: +SKIP
+    []
+    """
+    root = Path(folder)
+    inside = Path(os.path.realpath(tree if tree is not None else root))
+    walked = {Path(os.path.realpath(root))}
+    files: list[Path] = []
+    loops: list[Path] = []
+    for directory, subdirs, names in os.walk(root, followlinks=True):
+        here = Path(os.path.realpath(directory))
+        followed = []
+        for name in subdirs:
+            path = Path(directory, name)
+            if is_hidden(name):
+                continue  # prune, do not descend
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                leads_back = target.is_relative_to(inside) or inside.is_relative_to(target)
+                if leads_back or here.is_relative_to(target) or target in walked:
+                    loops.append(path)
+                    continue
+                walked.add(target)
+            followed.append(name)
+        subdirs[:] = followed
+        files.extend(Path(directory, name) for name in names if not is_hidden(name))
+    return FolderWalk(sorted(files), sorted(loops), inside)
+
+
 def _visible_files(folder: Path) -> list[Path]:
-    """Every non-hidden file under ``folder`` (recursively, skipping hidden folders), sorted."""
-    found: list[Path] = []
-    for directory, subdirs, files in os.walk(folder, followlinks=True):
-        subdirs[:] = [name for name in subdirs if not is_hidden(name)]  # prune, do not descend
-        found.extend(Path(directory, name) for name in files if not is_hidden(name))
-    return sorted(found)
+    return walk_folder(folder).files
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return [path for path in _visible_files(folder) if _has_image_extension(path)]
+    return walk_folder(folder).images
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` and its sub-folders, sorted; hidden files/folders ignored.
 
-    The same walk as the datasets use (linked sub-folders followed, ``.ipynb_checkpoints``
-    skipped so that no image is seen twice).
+    The same walk as the datasets use (:func:`walk_folder`: linked sub-folders followed
+    unless they lead back into ``folder``, ``.ipynb_checkpoints`` skipped), so that no image
+    is seen twice.
 
     >>> image_files("my_photos")[:2]  # doctest: +SKIP
     [PosixPath('my_photos/cat.jpg'), PosixPath('my_photos/dog.png')]
@@ -307,10 +379,38 @@ def find_classes(*split_dirs: str | os.PathLike[str]) -> list[str]:
 
 
 def _scan_samples(root: Path, classes: Sequence[str]) -> list[Sample]:
-    """(path, class index) for every image in ``root/<class>/``; absent classes give none."""
-    return [
-        (path, index) for index, name in enumerate(classes) for path in _image_files(root / name)
-    ]
+    """(path, class index) for every image in ``root/<class>/``; absent classes give none.
+
+    Files and linked folders that cannot be used (see :func:`_unused`) are printed, once.
+    """
+    walks = [walk_folder(root / name, tree=root) for name in classes]
+    unused = [problem for walk in walks for problem in _unused(walk)]
+    if unused:
+        print(
+            f"Not used: {len(unused)} file(s) or linked folder(s) in {printable_path(root)}:\n"
+            + "\n".join(f"  {problem}" for problem in unused)
+        )
+    return [(path, index) for index, walk in enumerate(walks) for path in walk.images]
+
+
+#: Photo formats Pillow cannot read: named with the way to convert them, never skipped silently.
+_UNREADABLE_PHOTO_FORMATS = frozenset({".heic", ".heif"})
+
+
+def _unreadable_format(path: Path) -> Problem:
+    return Problem(
+        path,
+        f"{path.suffix} photos (the iPhone's HEIF format) cannot be read here, so it is ignored",
+        "convert it to JPEG: on the iPhone choose Settings > Camera > Formats > Most "
+        "Compatible, on a Mac open it in Preview and use File > Export, or install "
+        "pillow-heif (pip install pillow-heif) and save it as JPEG with PIL",
+    )
+
+
+def _unused(walk: FolderWalk) -> list[Problem]:
+    """The linked folders a walk skipped and the photos it found in formats Pillow cannot read."""
+    unreadable = [p for p in walk.files if p.suffix.lower() in _UNREADABLE_PHOTO_FORMATS]
+    return walk.loop_problems() + [_unreadable_format(path) for path in unreadable]
 
 
 def _by_class(samples: Iterable[Sample]) -> dict[int, list[Path]]:
@@ -504,7 +604,7 @@ def _drop_unreadable(datasets: Sequence[ImageFolderDataset], root: Path) -> None
         lines = [f"  {problem}" for problem in problems]  # the file, what is wrong, the fix
         print(
             f"Skipped {len(problems)} unreadable image(s) (check every file with: "
-            f"{_CHECK_COMMAND} {root}):\n" + "\n".join(lines)
+            f"{_CHECK_COMMAND} {printable_path(root)}):\n" + "\n".join(lines)
         )
 
 
@@ -995,7 +1095,7 @@ class DatasetReport:
         return not self.problems
 
     def _table(self) -> list[str]:
-        width = max([len("class"), *(len(name) for name in self.classes)])
+        width = max([len("class"), *(len(printable_path(name)) for name in self.classes)])
         columns = [max(len(split), 5) for split in self.splits]
         header = "  ".join(
             [
@@ -1012,7 +1112,7 @@ class DatasetReport:
             rows.append(
                 "  ".join(
                     [
-                        f"{name:<{width}}",
+                        f"{printable_path(name):<{width}}",
                         *(f"{c:>{w}}" for c, w in zip(cells, columns, strict=True)),
                     ]
                 )
@@ -1020,7 +1120,7 @@ class DatasetReport:
         return rows
 
     def __str__(self) -> str:
-        lines = [f"Dataset {self.root}"]
+        lines = [f"Dataset {printable_path(self.root)}"]
         if self.splits:
             lines += self._table()
         if self.ok:
@@ -1028,7 +1128,10 @@ class DatasetReport:
             return "\n".join(lines)
         lines.append(f"{len(self.problems)} problem(s):")
         for problem in self.problems:
-            lines += [f"- {problem.path}: {problem.problem}", f"    fix: {problem.fix}"]
+            lines += [
+                printable_path(f"- {problem.path}: {problem.problem}"),
+                f"    fix: {printable_path(problem.fix)}",
+            ]
         return "\n".join(lines)
 
 
@@ -1078,11 +1181,14 @@ def _split_folders(root: Path) -> tuple[dict[str, Path], list[Problem]]:
     return splits, problems
 
 
-def _check_class_folder(folder: Path) -> tuple[int, list[Problem]]:
-    """Readable images in one class folder, and the problems of its files."""
-    problems: list[Problem] = []
+def _check_class_folder(folder: Path, tree: Path) -> tuple[int, list[Problem]]:
+    """Readable images in one class folder of the split ``tree``, and the problems of its files."""
+    walk = walk_folder(folder, tree=tree)
+    problems = _unused(walk)
     readable = 0
-    for path in _visible_files(folder):
+    for path in walk.files:
+        if path.suffix.lower() in _UNREADABLE_PHOTO_FORMATS:
+            continue  # in _unused, with how to convert it
         if not _has_image_extension(path):
             problems.append(
                 Problem(
@@ -1116,7 +1222,7 @@ def _check_split(split_dir: Path, classes: Sequence[str]) -> tuple[dict[str, int
     ]
     counts = dict.fromkeys(classes, 0)
     for class_dir in _visible_subdirs(split_dir):
-        counts[class_dir.name], class_problems = _check_class_folder(class_dir)
+        counts[class_dir.name], class_problems = _check_class_folder(class_dir, split_dir)
         problems += class_problems
     return counts, problems
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from coursekit._safe_io import explained_write_errors
 from data_scripts.download import download_file, extract_archive
 from data_scripts.errors import DataScriptError, LayoutError
 from data_scripts.files import copy_visible_tree, publish, resolve_data_root, scratch_dir
@@ -68,7 +69,13 @@ def get_dataset(
     target = root / name
     if target.exists() and not force:
         return _keep_existing(target, spec)
-    with scratch_dir(root, name) as scratch:
+    fix = (
+        f"use a data folder on another disk (--root DIR, or COURSE_DATA_ROOT). {_unchanged(target)}"
+    )
+    with (
+        explained_write_errors(f"{name} into {root}", root, fix),
+        scratch_dir(root, name) as scratch,
+    ):
         job = _Job(spec, target, scratch, root / DOWNLOADS_FOLDER, force, progress)
         built = _build(job, source)
         check_layout(built, spec).raise_for_problems(
@@ -94,6 +101,10 @@ def _keep_existing(target: Path, spec: DatasetSpec) -> Path:
         "Use --force to install it again."
     )
     return target
+
+
+def _unchanged(target: Path) -> str:
+    return f"Nothing was changed in {target}." if target.exists() else "Nothing was installed."
 
 
 def _untouched(target: Path) -> Path | None:
