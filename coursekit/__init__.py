@@ -37,6 +37,7 @@ from coursekit.data import (
     DatasetStatus,
     FolderWalk,
     ImageFolderDataset,
+    LimitAspectRatio,
     Problem,
     UnreadableImageError,
     build_datasets,

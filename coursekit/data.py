@@ -19,10 +19,12 @@ This module imports only :mod:`coursekit.config` from coursekit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import random
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -369,6 +371,8 @@ def find_classes(*split_dirs: str | os.PathLike[str]) -> list[str]:
     """
     folders = [Path(folder) for folder in split_dirs]
     classes = sorted({sub.name for folder in folders for sub in _visible_subdirs(folder)})
+    for problem in _look_alike_classes(classes):
+        print(f"WARNING: {printable_path(problem.problem)}. Fix: {problem.fix}.")
     if not classes:
         searched = ", ".join(f"{f}{'' if f.is_dir() else ' (does not exist)'}" for f in folders)
         raise DatasetLayoutError(
@@ -500,7 +504,16 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, target = self.samples[index]
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{printable_path(path)} was in {printable_path(self.root)} when this dataset was "
+                "built, but it is gone now: the folder changed during training (it was "
+                "replaced, e.g. by `python -m data_scripts synthetic --force` or a new "
+                "download, or files were moved). Fix: run the cell that builds the datasets "
+                "again, then train again."
+            ) from None
         return (self.transform(image) if self.transform else image), target
 
     def __repr__(self) -> str:
@@ -851,13 +864,57 @@ def load_label_names(json_path: str | os.PathLike[str], classes: Sequence[str]) 
             f'Label map {json_path} must be a JSON object like {{"1": "pink primrose"}}, '
             f"not a {type(mapping).__name__}."
         )
-    missing = [name for name in classes if name not in mapping]
+    # A Mac writes "é" as e + accent (NFD), most editors as one character (NFC): same name.
+    by_key = {_comparable(str(key)): value for key, value in mapping.items()}
+    not_text = [(key, value) for key, value in mapping.items() if not isinstance(value, str)]
+    if not_text:
+        key, value = not_text[0]
+        raise ValueError(
+            f"Label map {json_path} gives {key!r} the name {json.dumps(value)}, which is not "
+            f'text. Fix the file: every value must be a name in quotes, like {{"1": "pink '
+            'primrose"}.'
+        )
+    missing = [name for name in classes if _comparable(name) not in by_key]
     if missing:
         print(
             f"WARNING: {json_path} has no name for class folder(s) {', '.join(missing)}; "
             "using the folder name instead."
         )
-    return [str(mapping.get(name, name)) for name in classes]
+    names = [by_key.get(_comparable(name), name) for name in classes]
+    for name, folders in _shared_by(names, classes).items():
+        print(
+            f"WARNING: {json_path} names the class folders {', '.join(folders)} all {name!r}, "
+            "so their predictions could not be told apart. Fix the file: give each folder "
+            "its own name (or merge those folders if they are one class)."
+        )
+    return names
+
+
+def _comparable(name: str) -> str:
+    """A name as a reader sees it: one Unicode form (NFC), no spaces at either end."""
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def _shared_by(names: Sequence[str], classes: Sequence[str]) -> dict[str, list[str]]:
+    """Names given to more than one class folder: {name: [folders]}."""
+    folders: dict[str, list[str]] = {}
+    for name, folder in zip(names, classes, strict=True):
+        folders.setdefault(_comparable(name), []).append(folder)
+    return {name: shared for name, shared in folders.items() if len(shared) > 1}
+
+
+def _look_alike_classes(classes: Sequence[str]) -> list[Problem]:
+    """Class folders whose names look the same (Unicode forms, spaces at the ends)."""
+    return [
+        Problem(
+            Path(folders[0]),
+            f"the class folders {', '.join(map(repr, folders))} look like one name but are "
+            "different folders (a trailing space, or an accent stored two ways), so they "
+            "are different classes",
+            "rename or merge them so that each class has one folder with one spelling",
+        )
+        for folders in _shared_by(classes, classes).values()
+    ]
 
 
 def readable_class_names(data_dir: str | os.PathLike[str], classes: Sequence[str]) -> list[str]:
@@ -886,6 +943,34 @@ def _check_sizes(image_size: int, resize_size: int | None) -> None:
         )
 
 
+class LimitAspectRatio:
+    """Crop the long side of a very wide or tall image to ``max_ratio`` x its short side.
+
+    ``Resize(size)`` scales the SHORT side to ``size``: a 1 x 5,000 px banner would become
+    256 x 1,280,000 px (about 1 GB) before the centre crop throws nearly all of it away.
+    The crops after the resize (with a rotation of up to 45 degrees) only keep pixels
+    within ``size`` of the centre, so cutting the long side to twice the short one first
+    changes nothing they keep, and images up to 2:1 are passed through untouched.
+
+    >>> LimitAspectRatio()(Image.new("RGB", (1, 5000))).size
+    (1, 2)
+    """
+
+    def __init__(self, max_ratio: float = 2.0) -> None:
+        self.max_ratio = max_ratio
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        longest = math.ceil(self.max_ratio * min(width, height))
+        if max(width, height) <= longest:
+            return image
+        left, top = (width - min(width, longest)) // 2, (height - min(height, longest)) // 2
+        return image.crop((left, top, left + min(width, longest), top + min(height, longest)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_ratio={self.max_ratio})"
+
+
 def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[nn.Module]:
     return [transforms.ToTensor(), transforms.Normalize(list(mean), list(std))]
 
@@ -900,7 +985,8 @@ def train_transforms(
 ) -> transforms.Compose:
     """The course's augmentation pipeline for training images.
 
-    With ``resize_size``: Resize(resize_size) -> RandomRotation(45) -> CenterCrop(image_size),
+    With ``resize_size``: Resize(resize_size) -> RandomRotation(45) -> CenterCrop(image_size)
+    (after :class:`LimitAspectRatio`, so a 1 x 5,000 px image costs no more than a photo),
     where the crop cuts away most of the black corners the rotation adds. Without it:
     RandomRotation(45) -> RandomResizedCrop(image_size), the ImageNet recipe for inputs of
     any size. Then random flips, ColorJitter, RandomGrayscale(p=0.025), ToTensor, Normalize.
@@ -915,6 +1001,7 @@ def train_transforms(
         geometry = [transforms.RandomRotation(45), transforms.RandomResizedCrop(image_size)]
     else:
         geometry = [
+            LimitAspectRatio(),
             transforms.Resize(resize_size),
             transforms.RandomRotation(45),
             transforms.CenterCrop(image_size),
@@ -937,15 +1024,20 @@ def eval_transforms(
 ) -> transforms.Compose:
     """Deterministic preprocessing for validation and inference.
 
-    Resize(resize_size) -> CenterCrop(image_size) -> ToTensor -> Normalize. ``resize_size``
-    defaults to ``image_size / 0.875`` (256 for 224), the usual ImageNet ratio.
+    (:class:`LimitAspectRatio`) -> Resize(resize_size) -> CenterCrop(image_size) -> ToTensor
+    -> Normalize. ``resize_size`` defaults to ``image_size / 0.875`` (256 for 224), the
+    usual ImageNet ratio.
 
     >>> eval_transforms(64, 72)(Image.new("RGB", (100, 80))).shape
     torch.Size([3, 64, 64])
     """
     resize_size = resize_size if resize_size is not None else round(image_size / 0.875)
     _check_sizes(image_size, resize_size)
-    geometry = [transforms.Resize(resize_size), transforms.CenterCrop(image_size)]
+    geometry = [
+        LimitAspectRatio(),
+        transforms.Resize(resize_size),
+        transforms.CenterCrop(image_size),
+    ]
     return transforms.Compose(geometry + _to_normalized_tensor(mean, std))
 
 
@@ -1280,6 +1372,10 @@ def check_dataset(root: str | os.PathLike[str]) -> DatasetReport:
     report.classes = sorted(
         {d.name for folder in splits.values() for d in _visible_subdirs(folder)}
     )
+    report.problems += [
+        dataclasses.replace(problem, path=root / problem.path)
+        for problem in _look_alike_classes(report.classes)
+    ]
     for name, folder in splits.items():
         report.counts[name], problems = _check_split(folder, report.classes)
         report.problems += problems

@@ -145,8 +145,12 @@ def count_images(root: Path) -> dict[str, dict[str, int]]:
     }
 
 
-def check_layout(root: Path, spec: DatasetSpec | None = None) -> LayoutReport:
+def check_layout(
+    root: Path, spec: DatasetSpec | None = None, label_map: Path | None = None
+) -> LayoutReport:
     """Every problem of the dataset folder ``root``: against ``spec``, or generic checks.
+
+    ``label_map`` is where the dataset's ``cat_to_name.json`` is (default: in ``root``).
 
     >>> check_layout(Path("data/synthetic"), dataset_spec("synthetic")).ok  # doctest: +SKIP
     True
@@ -169,7 +173,7 @@ def check_layout(root: Path, spec: DatasetSpec | None = None) -> LayoutReport:
     if spec is None:
         _check_generic(report)
     else:
-        _check_against_spec(report, spec)
+        _check_against_spec(report, spec, label_map or root / LABEL_MAP_FILE)
     return report
 
 
@@ -186,7 +190,7 @@ def _check_generic(report: LayoutReport) -> None:
             report.warnings.append(f"{split} has no folder for class(es) {', '.join(missing)}")
 
 
-def _check_against_spec(report: LayoutReport, spec: DatasetSpec) -> None:
+def _check_against_spec(report: LayoutReport, spec: DatasetSpec, label_map: Path) -> None:
     for split in spec.splits:
         per_class = report.counts.get(split)
         if per_class is None:
@@ -202,13 +206,14 @@ def _check_against_spec(report: LayoutReport, spec: DatasetSpec) -> None:
         if extra:
             report.warnings.append(f"{split}/ has unexpected folder(s) {_shorten(extra)}")
     if spec.needs_label_map:
-        _check_label_map(report, spec)
+        _check_label_map(report, spec, label_map)
 
 
-def _check_label_map(report: LayoutReport, spec: DatasetSpec) -> None:
-    path = report.root / LABEL_MAP_FILE
+def _check_label_map(report: LayoutReport, spec: DatasetSpec, path: Path) -> None:
     if not path.is_file():
-        report.problems.append(f"{LABEL_MAP_FILE} is missing")
+        report.problems.append(
+            f"{LABEL_MAP_FILE} is missing (looked for {path}; put it next to the train/ folder)"
+        )
         return
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))

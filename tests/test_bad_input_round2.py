@@ -12,7 +12,6 @@ import errno
 import io
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -36,12 +35,9 @@ from test_bad_input import (
     tiny_net,
     zero_bytes,
 )
-from torch import nn
 from torchvision import transforms
 
 import coursekit as ck
-import data_scripts.files
-import data_scripts.synthetic
 from coursekit.__main__ import main as coursekit_main
 from data_scripts.__main__ import main as data_scripts_main
 
@@ -297,7 +293,9 @@ def test_a_full_disk_stops_fit_cleanly_keeping_the_history_and_the_last_good_che
     capsys.readouterr()
 
     fail_writes(monkeypatch, errno.ENOSPC)
-    history = lesson.fit(3, checkpoint_path=checkpoint, resume_from=ck.last_checkpoint_path(checkpoint))
+    history = lesson.fit(
+        3, checkpoint_path=checkpoint, resume_from=ck.last_checkpoint_path(checkpoint)
+    )
 
     (line,) = capsys.readouterr().out.splitlines()
     assert "the disk holding" in line and "is full" in line and "free some space" in line
@@ -340,7 +338,9 @@ def test_data_commands_on_a_full_or_read_only_disk_say_so_in_one_line(
     tmp_path, monkeypatch, capsys, command, error_number
 ):
     data = tmp_path / "data"
-    source = make_image_tree(tmp_path / "src", {s: {"ants": 2, "bees": 2} for s in ("train", "val")})
+    source = make_image_tree(
+        tmp_path / "src", {s: {"ants": 2, "bees": 2} for s in ("train", "val")}
+    )
     argv = {
         "synthetic": ["synthetic", "--root", str(data), "--train-per-class", "1", "--valid-per-class", "1"],
         "subset": ["subset", str(source), str(data / "mini"), "--per-class", "1"],
@@ -362,3 +362,281 @@ def test_data_commands_on_a_full_or_read_only_disk_say_so_in_one_line(
     assert snapshot(source) == before
     assert not target[command].exists()
     assert not [p for p in data.iterdir() if ".tmp-" in p.name]  # no scratch left behind
+
+
+# --------------------------------------------------------------------------- 6. file names
+
+
+LATIN1_NAME = os.fsdecode(b"caf\xe9.png")  # a Latin-1 name from an old disk, not UTF-8
+
+
+def test_non_utf8_file_names_are_printed_and_written_safely(tmp_path, capsys):
+    root = make_dataset(tmp_path / "pets")
+    broken = zero_bytes(root / "train" / "cat" / LATIN1_NAME)
+    save_image(root / "valid" / "dog" / LATIN1_NAME)
+
+    lesson_on(root)  # capsys's stdout is strict UTF-8, like a terminal's
+    out = capsys.readouterr().out
+    assert "caf\\xe9.png" in out and "empty (0 bytes)" in out
+    assert broken.exists()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "coursekit", "check-data", str(root)],
+        capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert b"caf\\xe9.png: the file is empty" in result.stdout
+
+    bundle = tmp_path / "pets.pt"
+    export_tiny_bundle(bundle, list(PETS))
+    predictions = ck.load_bundle(bundle).predict_folder(root / "valid")
+    table = ck.save_predictions_csv(predictions, tmp_path / "predictions.csv")
+    rows = table.read_text(encoding="utf-8").splitlines()  # valid UTF-8
+    assert len(rows) == 1 + len(predictions) == 6
+    assert any(row.startswith(f"{root / 'valid' / 'dog'}/caf\\xe9.png,") for row in rows)
+
+
+# --------------------------------------------------------------------------- 7. settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("COURSE_IMAGE_SIZE", "7", "image_size=7 is too small"),
+        ("COURSE_SEED", str(2**70), "seed=1180591620717411303424 must be a whole number from 0"),
+        ("COURSE_SPLIT_SEED", "-1", "split_seed=-1 must be a whole number from 0"),
+    ],
+)
+def test_settings_that_would_crash_later_are_refused_up_front(monkeypatch, variable, value, words):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ck.SettingsError) as caught:
+        ck.start_lesson("smoke")
+    assert words in str(caught.value) and f"(check {variable})" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- 8. kill -9 leftovers
+
+
+def test_temporary_files_of_killed_runs_are_removed_by_the_next_fit(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    long_ago = time.time() - 3600
+    stale = [runs / ".best.pt.k2j4h1x9.tmp", runs / ".best.last.pt.a8f3k2m1.tmp"]
+    for path in stale:
+        path.write_bytes(b"\0" * 1_000_000)  # what kill -9 mid-save leaves
+        os.utime(path, (long_ago, long_ago))
+    writing_now = runs / ".best.pt.zz99zz99.tmp"  # newer than this process: not ours to judge
+    writing_now.write_bytes(b"\0")
+    other = runs / ".other.pt.q1w2e3r4.tmp"
+    other.write_bytes(b"\0")
+    os.utime(other, (long_ago, long_ago))
+
+    lesson = lesson_on(make_dataset(tmp_path / "pets"))
+    capsys.readouterr()
+    lesson.fit(checkpoint_path=runs / "best.pt")
+
+    out = capsys.readouterr().out
+    assert "Removed 2 temporary file(s) (2.0 MB)" in out and "best.pt" in out
+    assert not any(path.exists() for path in stale)
+    assert writing_now.exists() and other.exists()  # another file's, or maybe still written
+
+
+# --------------------------------------------------------------------------- 9. smaller ones
+
+
+def test_checkpoints_bundles_and_csvs_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        lesson = lesson_on(make_dataset(tmp_path / "pets"))
+        lesson.fit(checkpoint_path=tmp_path / "runs" / "best.pt")
+        export_tiny_bundle(tmp_path / "runs" / "pets.pt", list(PETS))
+        ck.save_predictions_csv([], tmp_path / "runs" / "predictions.csv")
+        torch.save({}, tmp_path / "runs" / "plain torch.save.pt")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "runs").iterdir()}
+    assert modes == dict.fromkeys(
+        ["best.pt", "best.last.pt", "pets.pt", "predictions.csv", "plain torch.save.pt"], 0o644
+    )
+
+
+def forged_bundle(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "pets.pt"
+    export_tiny_bundle(path, list(PETS))
+    contents = torch.load(path, weights_only=True)
+    contents.update(changes)
+    torch.save(contents, path)
+    return path
+
+
+@pytest.mark.parametrize("claimed", [2_000_000_000, 2e9])
+def test_a_bundle_claiming_two_billion_classes_is_refused_before_any_allocation(tmp_path, claimed):
+    path = forged_bundle(tmp_path, num_classes=claimed, class_names=["x"] * 2)
+    with pytest.raises(ck.BundleError) as caught:
+        ck.load_bundle(path)  # before the fix: a 2e9 x 1024 head, about 8 TB, was allocated
+    assert "damaged bundle" in str(caught.value) and "num_classes is 2000000000" in str(
+        caught.value
+    )
+
+
+def test_a_bundle_whose_class_names_do_not_match_its_class_count_is_refused_at_load(tmp_path):
+    path = forged_bundle(tmp_path, class_names=["cat", "dog", "fox"])
+    with pytest.raises(ck.BundleError) as caught:
+        ck.load_bundle(path)
+    message = str(caught.value)
+    assert str(path) in message and "3 class names but num_classes is 2" in message
+    assert "export_bundle" in message and "train_ds.classes" not in message
+
+
+def test_look_alike_class_folders_are_named(tmp_path, capsys):
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    root = make_dataset(tmp_path / "drinks", train=(nfc, nfd, "tea", "tea "))
+    lesson_on(root)
+    warnings = [
+        line for line in capsys.readouterr().out.splitlines() if "look like one name" in line
+    ]
+    assert len(warnings) == 2 and all("rename or merge them" in line for line in warnings)
+    problems = [p for p in ck.check_dataset(root).problems if "look like one name" in p.problem]
+    assert len(problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("mapping", "expected"),
+    [
+        ({"cat": None, "dog": "Dog"}, "gives 'cat' the name null, which is not text"),
+        ({"cat": 3, "dog": "Dog"}, "gives 'cat' the name 3, which is not text"),
+    ],
+)
+def test_a_label_map_with_a_value_that_is_no_name_is_refused(tmp_path, mapping, expected):
+    label_map = tmp_path / "cat_to_name.json"
+    label_map.write_text(json.dumps(mapping), encoding="utf-8")
+    with pytest.raises(ValueError) as caught:
+        ck.load_label_names(label_map, ["cat", "dog"])
+    assert expected in str(caught.value) and str(label_map) in str(caught.value)
+
+
+def test_a_label_map_is_read_whatever_the_unicode_form_and_duplicates_are_named(tmp_path, capsys):
+    label_map = tmp_path / "cat_to_name.json"
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    label_map.write_text(json.dumps({nfc: "coffee", "tea": "drink", "mate": "drink"}), "utf-8")
+    names = ck.load_label_names(label_map, [nfd, "mate", "tea"])
+    out = capsys.readouterr().out
+    assert names == ["coffee", "drink", "drink"]
+    assert "has no name" not in out  # the NFD folder found its NFC key
+    assert "names the class folders mate, tea all 'drink'" in out and "Fix the file" in out
+
+
+def test_heic_photos_are_named_with_how_to_convert_them(tmp_path, capsys):
+    root = make_dataset(tmp_path / "pets")
+    photo = root / "train" / "cat" / "IMG_0001.HEIC"
+    photo.write_bytes(b"\0\0\0\x18ftypheic")
+    lesson = lesson_on(root)
+    line = next(line for line in capsys.readouterr().out.splitlines() if str(photo) in line)
+    assert "HEIF" in line and "convert it to JPEG" in line and "pillow-heif" in line
+    assert len(lesson.train_ds) == 6
+    (problem,) = [p for p in ck.check_dataset(root).problems if p.path == photo]
+    assert "convert it to JPEG" in problem.fix
+
+
+def test_a_malicious_checkpoint_is_refused_without_pointing_at_the_unsafe_load(tmp_path):
+    path = tmp_path / "runs" / "best.pt"
+    path.parent.mkdir()
+    marker = tmp_path / "payload ran"
+    torch.save({"format_version": 1, "model_state": Payload(marker)}, path)
+    with pytest.raises(ck.CheckpointError) as caught:
+        ck.load_checkpoint(path, tiny_net(2))
+    message = str(caught.value)
+    assert str(path) in message and "could run code" in message and "tampered" in message
+    assert "weights_only" not in message and "truncated" not in message
+    assert caught.value.__suppress_context__  # torch's advice is not shown below it
+    assert not marker.exists()
+
+
+def old_train_transforms(image_size: int, resize_size: int) -> transforms.Compose:
+    """The pipeline before the fix: Resize blew the long side up before the rotation."""
+    return transforms.Compose(
+        [transforms.Resize(resize_size), transforms.RandomRotation(45), transforms.CenterCrop(image_size)]
+    )  # fmt: skip
+
+
+def seconds_and_largest_picture(
+    pipeline: transforms.Compose, image: Image.Image
+) -> tuple[float, int]:
+    """The time of the geometric steps (those on PIL images) and the largest picture they made."""
+    started, largest = time.perf_counter(), 0
+    for step in pipeline.transforms:
+        if isinstance(step, transforms.ToTensor):
+            break
+        image = step(image)
+        largest = max(largest, image.width * image.height)
+    return time.perf_counter() - started, largest
+
+
+def test_a_1x5000_image_costs_no_more_than_a_photo(tmp_path):
+    banner = Image.new("RGB", (1, 5000), (200, 30, 30))
+    # Before and after at the quick run's sizes (the full run's 224/256 needed ~1.2 GB before).
+    # The machine may be busy: the fastest of three runs is the cost.
+    before_s, before_px = seconds_and_largest_picture(old_train_transforms(64, 72), banner)
+    runs = [seconds_and_largest_picture(ck.train_transforms(64, 72), banner) for _ in range(3)]
+    after_s, after_px = min(runs)
+    assert before_px == 72 * 360_000 and after_px <= 72 * 144  # 2,500 times fewer pixels
+    assert after_s * 5 < before_s, (before_s, after_s)
+    assert seconds_and_largest_picture(ck.train_transforms(224, 256), banner)[1] <= 256 * 512
+    photo = Image.effect_noise((300, 200), 60).convert("RGB")  # within 2:1: exactly as before
+    torch.manual_seed(0)
+    ours = ck.eval_transforms(64, 72)(photo)
+    reference = transforms.Compose(
+        [transforms.Resize(72), transforms.CenterCrop(64), transforms.ToTensor(),
+         transforms.Normalize(ck.IMAGENET_MEAN, ck.IMAGENET_STD)]
+    )(photo)  # fmt: skip
+    assert torch.equal(ours, reference)
+
+
+def test_a_dataset_replaced_during_training_says_to_rebuild_the_datasets(tmp_path):
+    root = make_dataset(tmp_path / "pets")
+    lesson = lesson_on(root)
+    shutil.rmtree(root / "train")  # what `synthetic --force` does to the folder meanwhile
+    make_dataset(tmp_path / "new")
+    shutil.move(tmp_path / "new" / "train", root / "train")
+    (root / "train" / "cat" / "0.png").rename(root / "train" / "cat" / "renamed.png")
+    with pytest.raises(FileNotFoundError) as caught:
+        lesson.fit()
+    message = str(caught.value)
+    assert str(root / "train" / "cat" / "0.png") in message and "gone now" in message
+    assert "run the cell that builds the datasets again" in message
+    assert "check the path" not in message
+
+
+def flower_data(folder: Path, label_map_inside: bool) -> Path:
+    """The layout most copies of flowers102 on the web have: flower_data/{train,valid,test}."""
+    classes = {str(number): 1 for number in range(1, 103)}
+    tree = make_image_tree(
+        folder / "flower_data", dict.fromkeys(("train", "valid", "test"), classes)
+    )
+    names = {str(number): f"flower {number}" for number in range(1, 103)}
+    where = tree if label_map_inside else folder
+    (where / "cat_to_name.json").write_text(json.dumps(names), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("label_map_inside", [False, True], ids=["beside", "inside"])
+def test_get_flowers102_from_the_flower_data_layout_of_the_web(tmp_path, capsys, label_map_inside):
+    source = flower_data(tmp_path / "Downloads", label_map_inside)
+    before = snapshot(source)
+    data = tmp_path / "data"
+    code = data_scripts_main(["get", "flowers102", "--root", str(data), "--from", str(source)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((data / "flowers102" / "cat_to_name.json").read_text())["1"] == "flower 1"
+    assert data_scripts_main(["verify", "flowers102", "--root", str(data)]) == 0
+    assert snapshot(source) == before
+
+
+def test_get_flowers102_without_a_label_map_says_where_it_looked(tmp_path, capsys):
+    source = flower_data(tmp_path / "Downloads", label_map_inside=False)
+    (source / "cat_to_name.json").unlink()
+    data = tmp_path / "data"
+    assert data_scripts_main(["get", "flowers102", "--root", str(data), "--from", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert "cat_to_name.json is missing (looked for" in err and "next to the train/ folder" in err
+    assert not (data / "flowers102").exists()
