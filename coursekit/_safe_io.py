@@ -29,8 +29,8 @@ _UNWRITABLE = {
     errno.ENOSPC: "the disk holding {folder} is full",
     errno.EDQUOT: "your disk quota for {folder} is used up",
     errno.EROFS: "{folder} is on a read-only disk",
-    errno.EACCES: "you may not write into {folder} (permission denied)",
-    errno.EPERM: "you may not write into {folder} (operation not permitted)",
+    errno.EACCES: "you may not write into {folder}",
+    errno.EPERM: "you may not write into {folder}",
 }
 
 

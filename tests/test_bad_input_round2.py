@@ -307,7 +307,7 @@ def test_a_full_disk_stops_fit_cleanly_keeping_the_history_and_the_last_good_che
 
 @pytest.mark.parametrize(
     ("error_number", "words"),
-    [(errno.ENOSPC, "is full"), (errno.EROFS, "read-only"), (errno.EACCES, "permission denied")],
+    [(errno.ENOSPC, "is full"), (errno.EROFS, "read-only"), (errno.EACCES, "may not write into")],
 )
 def test_bundles_and_csvs_on_a_full_or_read_only_disk_say_so_in_one_line(
     tmp_path, monkeypatch, error_number, words
