@@ -35,7 +35,9 @@ from coursekit.data import (
     DatasetMissingError,
     DatasetReport,
     DatasetStatus,
+    FolderWalk,
     ImageFolderDataset,
+    LimitAspectRatio,
     Problem,
     UnreadableImageError,
     build_datasets,
@@ -52,10 +54,12 @@ from coursekit.data import (
     load_label_names,
     make_loaders,
     normalization_of,
+    printable_path,
     readable_class_names,
     split_samples,
     to_rgb,
     train_transforms,
+    walk_folder,
     weights_transforms,
 )
 from coursekit.distributed import (
@@ -117,12 +121,14 @@ from coursekit.models import (
     trainable_parameter_names,
     unfreeze,
     weights_cached,
+    weights_hash_mismatch,
     weights_path,
     without_head,
 )
 from coursekit.train import (
     CHECKPOINT_FORMAT_VERSION,
     CheckpointError,
+    CheckpointInUseError,
     CheckpointMismatchError,
     EpochCallback,
     History,

@@ -341,6 +341,13 @@ def _refuse(message: str, name: str) -> SettingsError:
     return SettingsError(f"{message} (check {ENV_PREFIX}{name.upper()}).")
 
 
+#: The networks halve an image five times (VGG's pools, ResNet's strides): below this side
+#: the last feature map has no pixel left, and a lesson would fail deep inside a conv.
+MIN_IMAGE_SIZE = 32
+#: Seeds every generator takes: NumPy's legacy seed is 32 bits, torch's at most 64.
+MAX_SEED = 2**32 - 1
+
+
 def _validate(s: Settings) -> None:
     at_least = {
         "image_size": 1,
@@ -359,6 +366,20 @@ def _validate(s: Settings) -> None:
     for name, low in at_least.items():
         if getattr(s, name) < low:
             raise _refuse(f"Setting {name}={getattr(s, name)} must be at least {low}", name)
+    if s.image_size < MIN_IMAGE_SIZE:
+        raise _refuse(
+            f"Setting image_size={s.image_size} is too small: the networks halve the image "
+            f"five times, so it must be at least {MIN_IMAGE_SIZE} (64 for quick tries, 224 for "
+            "the real lesson)",
+            "image_size",
+        )
+    for name in ("seed", "split_seed"):
+        if not 0 <= getattr(s, name) <= MAX_SEED:
+            raise _refuse(
+                f"Setting {name}={getattr(s, name)} must be a whole number from 0 to {MAX_SEED} "
+                "(2**32 - 1), the seeds every random generator accepts",
+                name,
+            )
     for name in ("train_per_class", "valid_per_class"):
         value = getattr(s, name)
         if value is not None and value < 1:

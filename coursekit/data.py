@@ -19,10 +19,12 @@ This module imports only :mod:`coursekit.config` from coursekit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import random
+import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,6 +82,16 @@ class DatasetMissingError(FileNotFoundError):
     """A dataset that is not on disk; the message names the command that fetches it."""
 
 
+def printable_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as text any terminal or UTF-8 file takes: bytes of a file name that are not
+    UTF-8 (a Latin-1 name copied from an old disk) are shown as ``\\xe9``-style escapes.
+
+    >>> printable_path(os.fsdecode(b"caf\\xe9.jpg"))
+    'caf\\\\xe9.jpg'
+    """
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a dataset: which path, what is wrong, and how to fix it."""
@@ -89,7 +101,7 @@ class Problem:
     fix: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}. Fix: {self.fix}."
+        return printable_path(f"{self.path}: {self.problem}. Fix: {self.fix}.")
 
 
 # --------------------------------------------------------------------------- files
@@ -119,24 +131,86 @@ def _visible_subdirs(folder: Path) -> list[Path]:
     )
 
 
+@dataclass(frozen=True)
+class FolderWalk:
+    """What :func:`walk_folder` found: the visible files, and the linked folders it skipped."""
+
+    files: list[Path]
+    #: Linked folders (symlinks) not followed: they lead back into the tree being walked.
+    loops: list[Path]
+    #: The folder whose images must be counted once each (a split folder for a class).
+    tree: Path
+
+    @property
+    def images(self) -> list[Path]:
+        return [path for path in self.files if _has_image_extension(path)]
+
+    def loop_problems(self) -> list[Problem]:
+        return [
+            Problem(
+                link,
+                f"this linked folder leads back into {self.tree} (to "
+                f"{os.path.realpath(link)}), so its images would be counted again or under "
+                "the wrong class; it is not followed",
+                f"delete the link (rm '{link}'), or put a copy of the images it should add there",
+            )
+            for link in self.loops
+        ]
+
+
+def walk_folder(
+    folder: str | os.PathLike[str], tree: str | os.PathLike[str] | None = None
+) -> FolderWalk:
+    """Every non-hidden file under ``folder`` (recursively, hidden folders skipped), sorted.
+
+    A linked folder is followed when it leads outside ``tree`` (default ``folder``) to a
+    folder not walked yet; one leading back in (``ln -s .. cat/loop``, ``ln -s . cat/self``)
+    would repeat images forever or give one class another's, so it is skipped and listed
+    in ``loops``. The one walk of the datasets, ``check-data``, ``predict_folder`` and
+    ``python -m data_scripts verify``, so they always count the same files.
+
+    >>> walk_folder("data/hymenoptera/train/ants", tree="data/hymenoptera/train").loops  # doctest: +SKIP
+    []
+    """
+    root = Path(folder)
+    inside = Path(os.path.realpath(tree if tree is not None else root))
+    walked = {Path(os.path.realpath(root))}
+    files: list[Path] = []
+    loops: list[Path] = []
+    for directory, subdirs, names in os.walk(root, followlinks=True):
+        here = Path(os.path.realpath(directory))
+        followed = []
+        for name in subdirs:
+            path = Path(directory, name)
+            if is_hidden(name):
+                continue  # prune, do not descend
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                leads_back = target.is_relative_to(inside) or inside.is_relative_to(target)
+                if leads_back or here.is_relative_to(target) or target in walked:
+                    loops.append(path)
+                    continue
+                walked.add(target)
+            followed.append(name)
+        subdirs[:] = followed
+        files.extend(Path(directory, name) for name in names if not is_hidden(name))
+    return FolderWalk(sorted(files), sorted(loops), inside)
+
+
 def _visible_files(folder: Path) -> list[Path]:
-    """Every non-hidden file under ``folder`` (recursively, skipping hidden folders), sorted."""
-    found: list[Path] = []
-    for directory, subdirs, files in os.walk(folder, followlinks=True):
-        subdirs[:] = [name for name in subdirs if not is_hidden(name)]  # prune, do not descend
-        found.extend(Path(directory, name) for name in files if not is_hidden(name))
-    return sorted(found)
+    return walk_folder(folder).files
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return [path for path in _visible_files(folder) if _has_image_extension(path)]
+    return walk_folder(folder).images
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` and its sub-folders, sorted; hidden files/folders ignored.
 
-    The same walk as the datasets use (linked sub-folders followed, ``.ipynb_checkpoints``
-    skipped so that no image is seen twice).
+    The same walk as the datasets use (:func:`walk_folder`: linked sub-folders followed
+    unless they lead back into ``folder``, ``.ipynb_checkpoints`` skipped), so that no image
+    is seen twice.
 
     >>> image_files("my_photos")[:2]  # doctest: +SKIP
     [PosixPath('my_photos/cat.jpg'), PosixPath('my_photos/dog.png')]
@@ -297,6 +371,8 @@ def find_classes(*split_dirs: str | os.PathLike[str]) -> list[str]:
     """
     folders = [Path(folder) for folder in split_dirs]
     classes = sorted({sub.name for folder in folders for sub in _visible_subdirs(folder)})
+    for problem in _look_alike_classes(classes):
+        print(f"WARNING: {printable_path(problem.problem)}. Fix: {problem.fix}.")
     if not classes:
         searched = ", ".join(f"{f}{'' if f.is_dir() else ' (does not exist)'}" for f in folders)
         raise DatasetLayoutError(
@@ -307,10 +383,38 @@ def find_classes(*split_dirs: str | os.PathLike[str]) -> list[str]:
 
 
 def _scan_samples(root: Path, classes: Sequence[str]) -> list[Sample]:
-    """(path, class index) for every image in ``root/<class>/``; absent classes give none."""
-    return [
-        (path, index) for index, name in enumerate(classes) for path in _image_files(root / name)
-    ]
+    """(path, class index) for every image in ``root/<class>/``; absent classes give none.
+
+    Files and linked folders that cannot be used (see :func:`_unused`) are printed, once.
+    """
+    walks = [walk_folder(root / name, tree=root) for name in classes]
+    unused = [problem for walk in walks for problem in _unused(walk)]
+    if unused:
+        print(
+            f"Not used: {len(unused)} file(s) or linked folder(s) in {printable_path(root)}:\n"
+            + "\n".join(f"  {problem}" for problem in unused)
+        )
+    return [(path, index) for index, walk in enumerate(walks) for path in walk.images]
+
+
+#: Photo formats Pillow cannot read: named with the way to convert them, never skipped silently.
+_UNREADABLE_PHOTO_FORMATS = frozenset({".heic", ".heif"})
+
+
+def _unreadable_format(path: Path) -> Problem:
+    return Problem(
+        path,
+        f"{path.suffix} photos (the iPhone's HEIF format) cannot be read here, so it is ignored",
+        "convert it to JPEG: on the iPhone choose Settings > Camera > Formats > Most "
+        "Compatible, on a Mac open it in Preview and use File > Export, or install "
+        "pillow-heif (pip install pillow-heif) and save it as JPEG with PIL",
+    )
+
+
+def _unused(walk: FolderWalk) -> list[Problem]:
+    """The linked folders a walk skipped and the photos it found in formats Pillow cannot read."""
+    unreadable = [p for p in walk.files if p.suffix.lower() in _UNREADABLE_PHOTO_FORMATS]
+    return walk.loop_problems() + [_unreadable_format(path) for path in unreadable]
 
 
 def _by_class(samples: Iterable[Sample]) -> dict[int, list[Path]]:
@@ -400,7 +504,16 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, target = self.samples[index]
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{printable_path(path)} was in {printable_path(self.root)} when this dataset was "
+                "built, but it is gone now: the folder changed during training (it was "
+                "replaced, e.g. by `python -m data_scripts synthetic --force` or a new "
+                "download, or files were moved). Fix: run the cell that builds the datasets "
+                "again, then train again."
+            ) from None
         return (self.transform(image) if self.transform else image), target
 
     def __repr__(self) -> str:
@@ -504,7 +617,7 @@ def _drop_unreadable(datasets: Sequence[ImageFolderDataset], root: Path) -> None
         lines = [f"  {problem}" for problem in problems]  # the file, what is wrong, the fix
         print(
             f"Skipped {len(problems)} unreadable image(s) (check every file with: "
-            f"{_CHECK_COMMAND} {root}):\n" + "\n".join(lines)
+            f"{_CHECK_COMMAND} {printable_path(root)}):\n" + "\n".join(lines)
         )
 
 
@@ -751,13 +864,57 @@ def load_label_names(json_path: str | os.PathLike[str], classes: Sequence[str]) 
             f'Label map {json_path} must be a JSON object like {{"1": "pink primrose"}}, '
             f"not a {type(mapping).__name__}."
         )
-    missing = [name for name in classes if name not in mapping]
+    # A Mac writes "é" as e + accent (NFD), most editors as one character (NFC): same name.
+    by_key = {_comparable(str(key)): value for key, value in mapping.items()}
+    not_text = [(key, value) for key, value in mapping.items() if not isinstance(value, str)]
+    if not_text:
+        key, value = not_text[0]
+        raise ValueError(
+            f"Label map {json_path} gives {key!r} the name {json.dumps(value)}, which is not "
+            f'text. Fix the file: every value must be a name in quotes, like {{"1": "pink '
+            'primrose"}.'
+        )
+    missing = [name for name in classes if _comparable(name) not in by_key]
     if missing:
         print(
             f"WARNING: {json_path} has no name for class folder(s) {', '.join(missing)}; "
             "using the folder name instead."
         )
-    return [str(mapping.get(name, name)) for name in classes]
+    names = [by_key.get(_comparable(name), name) for name in classes]
+    for name, folders in _shared_by(names, classes).items():
+        print(
+            f"WARNING: {json_path} names the class folders {', '.join(folders)} all {name!r}, "
+            "so their predictions could not be told apart. Fix the file: give each folder "
+            "its own name (or merge those folders if they are one class)."
+        )
+    return names
+
+
+def _comparable(name: str) -> str:
+    """A name as a reader sees it: one Unicode form (NFC), no spaces at either end."""
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def _shared_by(names: Sequence[str], classes: Sequence[str]) -> dict[str, list[str]]:
+    """Names given to more than one class folder: {name: [folders]}."""
+    folders: dict[str, list[str]] = {}
+    for name, folder in zip(names, classes, strict=True):
+        folders.setdefault(_comparable(name), []).append(folder)
+    return {name: shared for name, shared in folders.items() if len(shared) > 1}
+
+
+def _look_alike_classes(classes: Sequence[str]) -> list[Problem]:
+    """Class folders whose names look the same (Unicode forms, spaces at the ends)."""
+    return [
+        Problem(
+            Path(folders[0]),
+            f"the class folders {', '.join(map(repr, folders))} look like one name but are "
+            "different folders (a trailing space, or an accent stored two ways), so they "
+            "are different classes",
+            "rename or merge them so that each class has one folder with one spelling",
+        )
+        for folders in _shared_by(classes, classes).values()
+    ]
 
 
 def readable_class_names(data_dir: str | os.PathLike[str], classes: Sequence[str]) -> list[str]:
@@ -786,6 +943,34 @@ def _check_sizes(image_size: int, resize_size: int | None) -> None:
         )
 
 
+class LimitAspectRatio:
+    """Crop the long side of a very wide or tall image to ``max_ratio`` x its short side.
+
+    ``Resize(size)`` scales the SHORT side to ``size``: a 1 x 5,000 px banner would become
+    256 x 1,280,000 px (about 1 GB) before the centre crop throws nearly all of it away.
+    The crops after the resize (with a rotation of up to 45 degrees) only keep pixels
+    within ``size`` of the centre, so cutting the long side to twice the short one first
+    changes nothing they keep, and images up to 2:1 are passed through untouched.
+
+    >>> LimitAspectRatio()(Image.new("RGB", (1, 5000))).size
+    (1, 2)
+    """
+
+    def __init__(self, max_ratio: float = 2.0) -> None:
+        self.max_ratio = max_ratio
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        longest = math.ceil(self.max_ratio * min(width, height))
+        if max(width, height) <= longest:
+            return image
+        left, top = (width - min(width, longest)) // 2, (height - min(height, longest)) // 2
+        return image.crop((left, top, left + min(width, longest), top + min(height, longest)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_ratio={self.max_ratio})"
+
+
 def _to_normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[nn.Module]:
     return [transforms.ToTensor(), transforms.Normalize(list(mean), list(std))]
 
@@ -800,7 +985,8 @@ def train_transforms(
 ) -> transforms.Compose:
     """The course's augmentation pipeline for training images.
 
-    With ``resize_size``: Resize(resize_size) -> RandomRotation(45) -> CenterCrop(image_size),
+    With ``resize_size``: Resize(resize_size) -> RandomRotation(45) -> CenterCrop(image_size)
+    (after :class:`LimitAspectRatio`, so a 1 x 5,000 px image costs no more than a photo),
     where the crop cuts away most of the black corners the rotation adds. Without it:
     RandomRotation(45) -> RandomResizedCrop(image_size), the ImageNet recipe for inputs of
     any size. Then random flips, ColorJitter, RandomGrayscale(p=0.025), ToTensor, Normalize.
@@ -815,6 +1001,7 @@ def train_transforms(
         geometry = [transforms.RandomRotation(45), transforms.RandomResizedCrop(image_size)]
     else:
         geometry = [
+            LimitAspectRatio(),
             transforms.Resize(resize_size),
             transforms.RandomRotation(45),
             transforms.CenterCrop(image_size),
@@ -837,15 +1024,20 @@ def eval_transforms(
 ) -> transforms.Compose:
     """Deterministic preprocessing for validation and inference.
 
-    Resize(resize_size) -> CenterCrop(image_size) -> ToTensor -> Normalize. ``resize_size``
-    defaults to ``image_size / 0.875`` (256 for 224), the usual ImageNet ratio.
+    (:class:`LimitAspectRatio`) -> Resize(resize_size) -> CenterCrop(image_size) -> ToTensor
+    -> Normalize. ``resize_size`` defaults to ``image_size / 0.875`` (256 for 224), the
+    usual ImageNet ratio.
 
     >>> eval_transforms(64, 72)(Image.new("RGB", (100, 80))).shape
     torch.Size([3, 64, 64])
     """
     resize_size = resize_size if resize_size is not None else round(image_size / 0.875)
     _check_sizes(image_size, resize_size)
-    geometry = [transforms.Resize(resize_size), transforms.CenterCrop(image_size)]
+    geometry = [
+        LimitAspectRatio(),
+        transforms.Resize(resize_size),
+        transforms.CenterCrop(image_size),
+    ]
     return transforms.Compose(geometry + _to_normalized_tensor(mean, std))
 
 
@@ -995,7 +1187,7 @@ class DatasetReport:
         return not self.problems
 
     def _table(self) -> list[str]:
-        width = max([len("class"), *(len(name) for name in self.classes)])
+        width = max([len("class"), *(len(printable_path(name)) for name in self.classes)])
         columns = [max(len(split), 5) for split in self.splits]
         header = "  ".join(
             [
@@ -1012,7 +1204,7 @@ class DatasetReport:
             rows.append(
                 "  ".join(
                     [
-                        f"{name:<{width}}",
+                        f"{printable_path(name):<{width}}",
                         *(f"{c:>{w}}" for c, w in zip(cells, columns, strict=True)),
                     ]
                 )
@@ -1020,7 +1212,7 @@ class DatasetReport:
         return rows
 
     def __str__(self) -> str:
-        lines = [f"Dataset {self.root}"]
+        lines = [f"Dataset {printable_path(self.root)}"]
         if self.splits:
             lines += self._table()
         if self.ok:
@@ -1028,7 +1220,10 @@ class DatasetReport:
             return "\n".join(lines)
         lines.append(f"{len(self.problems)} problem(s):")
         for problem in self.problems:
-            lines += [f"- {problem.path}: {problem.problem}", f"    fix: {problem.fix}"]
+            lines += [
+                printable_path(f"- {problem.path}: {problem.problem}"),
+                f"    fix: {printable_path(problem.fix)}",
+            ]
         return "\n".join(lines)
 
 
@@ -1078,11 +1273,14 @@ def _split_folders(root: Path) -> tuple[dict[str, Path], list[Problem]]:
     return splits, problems
 
 
-def _check_class_folder(folder: Path) -> tuple[int, list[Problem]]:
-    """Readable images in one class folder, and the problems of its files."""
-    problems: list[Problem] = []
+def _check_class_folder(folder: Path, tree: Path) -> tuple[int, list[Problem]]:
+    """Readable images in one class folder of the split ``tree``, and the problems of its files."""
+    walk = walk_folder(folder, tree=tree)
+    problems = _unused(walk)
     readable = 0
-    for path in _visible_files(folder):
+    for path in walk.files:
+        if path.suffix.lower() in _UNREADABLE_PHOTO_FORMATS:
+            continue  # in _unused, with how to convert it
         if not _has_image_extension(path):
             problems.append(
                 Problem(
@@ -1116,7 +1314,7 @@ def _check_split(split_dir: Path, classes: Sequence[str]) -> tuple[dict[str, int
     ]
     counts = dict.fromkeys(classes, 0)
     for class_dir in _visible_subdirs(split_dir):
-        counts[class_dir.name], class_problems = _check_class_folder(class_dir)
+        counts[class_dir.name], class_problems = _check_class_folder(class_dir, split_dir)
         problems += class_problems
     return counts, problems
 
@@ -1174,6 +1372,10 @@ def check_dataset(root: str | os.PathLike[str]) -> DatasetReport:
     report.classes = sorted(
         {d.name for folder in splits.values() for d in _visible_subdirs(folder)}
     )
+    report.problems += [
+        dataclasses.replace(problem, path=root / problem.path)
+        for problem in _look_alike_classes(report.classes)
+    ]
     for name, folder in splits.items():
         report.counts[name], problems = _check_split(folder, report.classes)
         report.problems += problems

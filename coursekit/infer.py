@@ -48,6 +48,7 @@ from coursekit.data import (
     eval_transforms,
     image_files,
     load_image,
+    printable_path,
     to_rgb,
 )
 
@@ -300,7 +301,7 @@ def _readable(
     tensors, sources = [], []
     for tensor, source, problem in batch:
         if tensor is None:
-            print(f"Skipped: {problem}")
+            print(f"Skipped: {printable_path(problem)}")
             continue
         tensors.append(tensor)
         sources.append(source)
@@ -548,13 +549,21 @@ def save_predictions_csv(predictions: Sequence[Prediction], path: str | os.PathL
     """Write predictions to a CSV (file, label, prob, top1_label, top1_prob, ..., seconds).
 
     The file is written next to its final name and moved into place, so an interrupted
-    run never leaves half a CSV; missing parent folders are created.
+    run never leaves half a CSV; missing parent folders are created. File and class names
+    whose bytes are not UTF-8 (Latin-1 names from an old disk) are written with ``\\xe9``
+    escapes (``printable_path``), so the CSV stays valid UTF-8.
 
     >>> save_predictions_csv(preds, "runs/predictions.csv")  # doctest: +SKIP
     PosixPath('runs/predictions.csv')
     """
     path = Path(path)
-    rows = [p.as_row() for p in predictions]
+    rows = [
+        {
+            key: printable_path(value) if isinstance(value, str) else value
+            for key, value in row.items()
+        }
+        for row in (p.as_row() for p in predictions)
+    ]
     max_k = max((len(p.top_classes) for p in predictions), default=0)
     ranked = [f"top{rank}_{field}" for rank in range(1, max_k + 1) for field in ("label", "prob")]
     with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
@@ -794,16 +803,24 @@ def load_bundle(path: str | os.PathLike, device: DeviceLike = "cpu") -> Bundle:
     contents = _read_bundle(path, target)
     where = str(path)
     options = contents.get("arch_options", {})
+    _check_class_names(path, contents)
     try:
+        # Shapes first, on the meta device: a forged num_classes costs no memory there.
+        with torch.device("meta"):
+            reference = _build_model(contents["arch"], contents["num_classes"], where, options)
+        _check_weights_fit(
+            reference.state_dict(),
+            contents["state_dict"],
+            where,
+            contents["arch"],
+            contents["num_classes"],
+        )
         model = _build_model(contents["arch"], contents["num_classes"], where, options)
     except TypeError as error:  # arch_options edited by hand, or for another architecture
         raise BundleError(
             f"{path} is a damaged bundle: its arch_options {options!r} do not fit "
             f"{contents['arch']} ({error}). Export the model again with {_EXPORT_CALL}."
         ) from error
-    _check_weights_fit(
-        model.state_dict(), contents["state_dict"], where, contents["arch"], contents["num_classes"]
-    )
     model.load_state_dict(contents["state_dict"])
     model.to(target).eval()
     transform = eval_transforms(
@@ -844,6 +861,22 @@ def _read_bundle(path: Path, device: torch.device) -> dict[str, Any]:
             f"reads version {BUNDLE_VERSION}. Update coursekit (pip install -U -e .)."
         )
     return contents
+
+
+def _check_class_names(path: Path, contents: dict[str, Any]) -> None:
+    """A bundle's class count must be a positive whole number that its class names match."""
+    names, count = contents["class_names"], contents["num_classes"]
+    if type(count) is not int or count < 1:
+        raise BundleError(
+            f"{path} is a damaged bundle: num_classes is {count!r}, not a whole number of "
+            f"classes. Export the model again with {_EXPORT_CALL}."
+        )
+    if not isinstance(names, list) or len(names) != count:
+        listed = f"{len(names)} class names" if isinstance(names, list) else repr(names)
+        raise BundleError(
+            f"{path} is a damaged bundle: it holds {listed} but num_classes is {count}, so "
+            f"predictions could not be named. Export the model again with {_EXPORT_CALL}."
+        )
 
 
 def _why_unloadable(path: Path, error: Exception) -> str:

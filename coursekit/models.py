@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import copy
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+import hashlib
+import os
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
@@ -48,6 +52,7 @@ __all__ = [
     "get_weights",
     "weights_path",
     "weights_cached",
+    "weights_hash_mismatch",
     "pretrained",
     "random_init_model",
     "architecture_options",
@@ -541,18 +546,80 @@ def _load_pretrained(name: str, weights: WeightsEnum, allow_download: bool) -> n
                 _unavailable_message(name, weights, "downloading was switched off")
             )
         _download_weights(name, weights, path)
+    return _without_aux_heads(name, _load_cached_weights(name, weights, path))
+
+
+def weights_hash_mismatch(path: Path) -> str | None:
+    """How a weights file's SHA-256 differs from the start of it that its name promises.
+
+    torchvision names its files ``<arch>-<first hex digits of the SHA-256>.pth``. None when
+    the file matches, or when its name holds no hash.
+
+    >>> weights_hash_mismatch(weights_path("resnet18"))  # doctest: +SKIP
+    'its SHA-256 starts with 0badc0de, its name says f37072fd'
+    """
+    match = torch.hub.HASH_REGEX.search(path.name)
+    prefix = match.group(1) if match else None
+    if not prefix:
+        return None
+    with path.open("rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    if digest.startswith(prefix):
+        return None
+    return f"its SHA-256 starts with {digest[: len(prefix)]}, its name says {prefix}"
+
+
+@contextmanager
+def _weights_only_loading() -> Iterator[None]:
+    """Every ``torch.load`` inside reads tensors and plain values only: no code can run.
+
+    torchvision's builders load cached files with ``weights_only=False``; torch's own
+    switch ``TORCH_FORCE_WEIGHTS_ONLY_LOAD`` overrides that for every builder.
+    """
+    saved = {key: os.environ.pop(key, None) for key in _WEIGHTS_ONLY_SWITCHES}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
     try:
-        model = torchvision.models.get_model(name, weights=weights)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+#: torch's switches that decide how torch.load reads a file (the second one forces it unsafe).
+_WEIGHTS_ONLY_SWITCHES = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+
+
+def _load_cached_weights(name: str, weights: WeightsEnum, path: Path) -> nn.Module:
+    """torchvision's ``name`` with the cached file ``path``, read so that it cannot run code.
+
+    A file that cannot be read that way is checked against the hash in its name, so the
+    message says whether it is another file than the one its name promises.
+    """
+    try:
+        with _weights_only_loading():
+            return torchvision.models.get_model(name, weights=weights)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError...
+        mismatch = weights_hash_mismatch(path) if path.is_file() else None
+        fetch = (
+            f"Delete it and fetch it again with `python -m data_scripts weights {name}`; "
+            f"offline, install a good copy with `python -m data_scripts weights {name} --from DIR`."
+        )
+        if mismatch or isinstance(error, pickle.UnpicklingError):
+            raise WeightsUnavailableError(
+                f"The cached weights file {path} for {name} is not the file its name promises"
+                f"{f' ({mismatch})' if mismatch else ''}: it may have been tampered with or "
+                f"damaged (an interrupted download or copy), so it was not loaded and nothing "
+                f"in it was run. {fetch}"
+            ) from None
         first_line = (str(error).splitlines() or [""])[0]
         raise WeightsUnavailableError(
             f"The cached weights file {path} for {name} cannot be loaded "
             f"({type(error).__name__}: {first_line}). It is probably truncated or corrupt (an "
-            f"interrupted download or copy). Delete it and fetch it again with "
-            f"`python -m data_scripts weights {name}`; offline, install a good copy with "
-            f"`python -m data_scripts weights {name} --from DIR`."
+            f"interrupted download or copy). {fetch}"
         ) from error
-    return _without_aux_heads(name, model)
 
 
 def _download_weights(name: str, weights: WeightsEnum, path: Path) -> None:

@@ -27,20 +27,29 @@ import contextlib
 import copy
 import os
 import random
+import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from coursekit import distributed as ddp
-from coursekit._safe_io import atomic_write, first_unsafe_value
+from coursekit._safe_io import (
+    NotWritableError,
+    atomic_write,
+    explained_write_errors,
+    first_unsafe_value,
+    refused_as_unsafe,
+    stale_temporary_files,
+)
 from coursekit.config import pick_device, seed_everything
 
 #: Bumped when the layout of the checkpoint dict changes.
@@ -61,6 +70,15 @@ class CheckpointError(ValueError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint was written for another model (architecture, class count, optimizer)."""
+
+
+class CheckpointInUseError(CheckpointError):
+    """Another training run is writing to the same checkpoint path right now."""
+
+
+#: When this process started using coursekit: temporary files older than this that no
+#: running fit holds were left by a process that was killed.
+_PROCESS_STARTED = time.time()
 
 
 # --------------------------------------------------------------------------- history
@@ -319,12 +337,17 @@ def fit(
     * ``resume_from``: a checkpoint written by ``fit`` (normally the ``.last.pt`` one).
       Model, optimizer, scheduler, history and random states are restored and training
       continues at the next epoch until ``epochs`` epochs are done in total. Without
-      ``metadata`` the checkpoint's own metadata is kept; metadata whose arch or
-      num_classes differ from the checkpoint's is refused.
+      ``metadata`` the checkpoint's own metadata is kept; metadata whose arch,
+      num_classes or class_names differ from the checkpoint's is refused, and so is an
+      optimizer of another type or with other settings, before anything is loaded.
     * Ctrl-C (KeyboardInterrupt) stops cleanly: one line is printed (even with
       ``progress=False``) and the history of the finished epochs is returned. The model
       keeps its mid-epoch weights; the best checkpoint on disk is intact, and the line
-      names the epochs the files on disk really hold.
+      names the epochs the files on disk really hold. A full disk or a read-only folder
+      stops it the same way, with one line saying so.
+    * One run at a time per ``checkpoint_path``: a second run is refused with a
+      ``CheckpointInUseError`` naming the process that holds it. Temporary files that a
+      run killed while saving left there are removed (and reported).
     * ``device=None`` picks cuda, then mps, then cpu. ``amp=None`` uses mixed precision on
       CUDA only; it is never used on CPU or MPS. ``seed`` seeds everything first, the
       loaders' own shuffling generators (``DataLoader(generator=...)``) included, so
@@ -353,6 +376,44 @@ def fit(
         seed_everything(seed)
         for generator in generators.values():
             generator.manual_seed(seed)
+    # Only the process that writes checkpoints (rank 0 under torchrun) holds their path.
+    with _checkpoint_lock(checkpoint_path if ddp.is_main_process() else None):
+        return _fit(
+            model,
+            loaders,
+            criterion,
+            optimizer,
+            epochs=epochs,
+            scheduler=scheduler,
+            device=device,
+            checkpoint_path=checkpoint_path,
+            metadata=metadata,
+            resume_from=resume_from,
+            callbacks=callbacks,
+            progress=progress,
+            amp=amp,
+            generators=generators,
+        )
+
+
+def _fit(
+    model: nn.Module,
+    loaders: Mapping[str, Batches],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    scheduler: Any | None,
+    device: DeviceLike | None,
+    checkpoint_path: str | os.PathLike[str] | None,
+    metadata: Mapping[str, Any] | None,
+    resume_from: str | os.PathLike[str] | None,
+    callbacks: Sequence[EpochCallback],
+    progress: bool,
+    amp: bool | None,
+    generators: Mapping[str, torch.Generator],
+) -> History:
+    """The epochs of :func:`fit`, once its arguments are checked and its checkpoints locked."""
     device = ddp.default_device() if device is None else torch.device(device)
     model = ddp.unwrap(model)
     model.to(device)
@@ -416,9 +477,79 @@ def fit(
         history.interrupted = True
         if ddp.is_main_process():
             print(_interrupt_message(epoch, epochs, history, checkpoint_path, saved))
+    except NotWritableError as error:  # a full disk must not cost the learner the run
+        history.interrupted = True
+        print(_not_written_message(error, epoch, epochs, history, checkpoint_path, saved))
     finally:
         epoch_bar.close()
     return history
+
+
+@contextlib.contextmanager
+def _checkpoint_lock(checkpoint_path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Hold the checkpoint path for this run: a second run writing there is refused.
+
+    Two runs sharing a path would mix their files (the best of one, the latest of the
+    other). Who holds the lock is written next to it, so the refusal can name that run.
+    Temporary files that a killed run left at the path are removed once the lock is ours.
+    """
+    if checkpoint_path is None:
+        yield
+        return
+    path = Path(checkpoint_path)
+    lock_path = path.with_name(f".{path.name}.lock")
+    owner_path = path.with_name(f".{path.name}.owner")
+    fix = "pass another checkpoint_path, on a disk you can write to."
+    with explained_write_errors(f"the checkpoint {path}", path.parent, fix):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise CheckpointInUseError(
+                f"Another training run is writing its checkpoints to {path} right now "
+                f"({_lock_owner(owner_path)}). Two runs sharing one path would mix their "
+                "files. Fix: wait until it has finished (or stop it), or give this run "
+                "another checkpoint_path."
+            ) from None
+    try:
+        with explained_write_errors(f"the checkpoint {path}", path.parent, fix):
+            owner_path.write_text(
+                f"process {os.getpid()} on {socket.gethostname()}, since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n",
+                encoding="utf-8",
+            )
+        _remove_stale_temporary_files(path)
+        yield
+    finally:
+        owner_path.unlink(missing_ok=True)
+        lock.release()
+        lock_path.unlink(missing_ok=True)  # leave runs/ holding only the checkpoints
+
+
+def _lock_owner(owner_path: Path) -> str:
+    try:
+        return owner_path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return "a process that has not said who it is yet"
+
+
+def _remove_stale_temporary_files(checkpoint_path: Path) -> None:
+    """Delete what runs killed while saving left behind (``.best.pt.*.tmp``), and say so."""
+    stale = [
+        temporary
+        for path in (checkpoint_path, last_checkpoint_path(checkpoint_path))
+        for temporary in stale_temporary_files(path, older_than=_PROCESS_STARTED)
+    ]
+    if not stale:
+        return
+    size = sum(temporary.stat().st_size for temporary in stale)
+    for temporary in stale:
+        temporary.unlink(missing_ok=True)
+    print(
+        f"Removed {len(stale)} temporary file(s) ({size / 1e6:.1f} MB) that an earlier run "
+        f"left in {checkpoint_path.parent} when it was stopped while saving {checkpoint_path.name}."
+    )
 
 
 def _check_fit_arguments(
@@ -542,6 +673,27 @@ def _interrupt_message(
     )
 
 
+def _not_written_message(
+    error: NotWritableError,
+    epoch: int,
+    epochs: int,
+    history: History,
+    checkpoint_path: str | os.PathLike[str] | None,
+    saved: _SavedEpochs,
+) -> str:
+    """One line: why training stopped, and what the History and the files on disk hold."""
+    on_disk = (
+        f"{checkpoint_path} still holds epoch {saved.best} and "
+        f"{last_checkpoint_path(checkpoint_path)} epoch {saved.last}"
+        if saved.best
+        else "no checkpoint was written"
+    )
+    return (
+        f"Training stopped in epoch {epoch} of {epochs}: {error} The history of "
+        f"{history.epochs_done} finished epoch(s) is returned; {on_disk}."
+    )
+
+
 def _loader_generators(loaders: Mapping[str, Batches]) -> dict[str, torch.Generator]:
     """The private shuffling generators of DataLoaders (``DataLoader(generator=...)``).
 
@@ -556,6 +708,11 @@ def _loader_generators(loaders: Mapping[str, Batches]) -> dict[str, torch.Genera
 
 #: Metadata a resumed run may not change: they describe the model being trained.
 _MODEL_METADATA = ("arch", "num_classes")
+#: Entries of an optimizer's param groups that may change between runs: the parameters
+#: themselves, the rate a scheduler moves, and how (not what) the step is computed.
+_CHANGEABLE_OPTIMIZER_SETTINGS = frozenset(
+    {"params", "lr", "foreach", "fused", "differentiable", "capturable"}
+)
 
 
 def _resume(
@@ -582,9 +739,23 @@ def _resume(
     if metadata is not None:
         both = [key for key in _MODEL_METADATA if key in metadata and key in stored]
         _check_expected(path, stored, {key: metadata[key] for key in both})
+        _check_same_classes(path, stored, metadata)
     _load_into(path, state, model, optimizer, scheduler)
     _restore_rng_state(state["rng_state"], generators)
     return History.from_dict(state["history"]), stored if metadata is None else metadata
+
+
+def _check_same_classes(path: Path, stored: Mapping[str, Any], metadata: Mapping[str, Any]) -> None:
+    """Refuse to resume on other classes: output i would change meaning mid-training."""
+    before, now = stored.get("class_names"), metadata.get("class_names")
+    if before is None or now is None or _same(before, now):
+        return
+    raise CheckpointMismatchError(
+        f"Cannot resume from {path}: it was trained on the classes {list(before)}, but this "
+        f"run's metadata has {list(now)}, so its outputs would change meaning. Fix: resume on "
+        "the data it was trained on, or train a new model for these classes (without "
+        "resume_from, and with another checkpoint_path)."
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -612,8 +783,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically: a crash mid-write leaves the previous file intact.
 
-    The dict holds ``model_state``, ``optimizer_state``, ``scheduler_state`` (or None),
-    ``epoch`` (epochs finished), ``history``, ``rng_state`` (torch, cuda, python, numpy and
+    The dict holds ``model_state``, ``optimizer_state`` and ``optimizer_type`` (its class
+    name, checked on resume), ``scheduler_state`` (or None), ``epoch`` (epochs finished), ``history``, ``rng_state`` (torch, cuda, python, numpy and
     the given DataLoader ``generators``), ``metadata`` and ``format_version``, all in types
     that ``torch.load(weights_only=True)`` accepts; ``metadata`` must be plain values.
 
@@ -631,6 +802,7 @@ def save_checkpoint(
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model_state": model.state_dict(),
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "optimizer_type": type(optimizer).__name__ if optimizer is not None else None,
         "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
         "epoch": int(epoch),
         "history": history.to_dict() if history is not None else None,
@@ -682,6 +854,8 @@ def _load_into(
             f"{path} was saved without a scheduler, so it cannot restore yours. "
             "Pass scheduler=None, or resume from a checkpoint of a run with a scheduler."
         )
+    if optimizer is not None:
+        _check_optimizer_fits(path, optimizer, state)
     if model is not None:
         _load_model_state(path, model, state)
     if optimizer is not None:
@@ -700,6 +874,14 @@ def _read_checkpoint(path: Path, map_location: Any) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, UnpicklingError
+        if refused_as_unsafe(err):
+            raise CheckpointError(
+                f"{path} was not loaded: besides weights it holds Python objects, which could "
+                "run code on this computer when loaded, and fit and save_checkpoint never "
+                "write those. It may have been tampered with, or it is not a coursekit "
+                "checkpoint. Fix: delete it unless you know who made it and why, and use a "
+                "checkpoint written by fit or save_checkpoint."
+            ) from None
         first_line = (str(err).splitlines() or [""])[0]
         raise CheckpointError(
             f"Could not read the checkpoint {path} ({type(err).__name__}: {first_line}). "
@@ -774,6 +956,75 @@ def _state_dict_differences(
     if unexpected:
         parts.append(f"layers this model does not have: {', '.join(unexpected[:limit])}")
     return "; ".join(parts)
+
+
+def _optimizer_settings(group: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in group.items()
+        if key not in _CHANGEABLE_OPTIMIZER_SETTINGS and key != "initial_lr"
+    }
+
+
+def _describe_optimizer(kind: str | None, group: Mapping[str, Any]) -> str:
+    """``SGD(momentum=0.9, weight_decay=0)``: the settings that change what a step does."""
+    shown = ", ".join(
+        f"{key}={value!r}"
+        for key, value in _optimizer_settings(group).items()
+        if value not in (None, False)
+    )
+    return f"{kind or 'an optimizer'}({shown})"
+
+
+def _optimizer_difference(
+    optimizer: torch.optim.Optimizer, stored: Mapping[str, Any], stored_kind: str | None
+) -> str:
+    """What differs between ``optimizer`` and the one saved in ``stored`` ("" if nothing)."""
+    kind = type(optimizer).__name__
+    groups, stored_groups = optimizer.state_dict()["param_groups"], stored["param_groups"]
+    if len(groups) != len(stored_groups):
+        return f"it has {len(stored_groups)} parameter group(s), this optimizer {len(groups)}"
+    for index, (group, saved) in enumerate(zip(groups, stored_groups, strict=True)):
+        ours, theirs = _optimizer_settings(group), _optimizer_settings(saved)
+        # An old checkpoint does not name its optimizer: other setting names mean another one.
+        if (stored_kind or kind) != kind or (stored_kind is None and ours.keys() != theirs.keys()):
+            return (
+                f"it was trained with {_describe_optimizer(stored_kind, saved)}, this "
+                f"optimizer is {_describe_optimizer(kind, group)}"
+            )
+        differing = [
+            f"{key} {theirs[key]!r} there, {ours[key]!r} here"
+            for key in theirs
+            if key in ours and not _same(theirs[key], ours[key])
+        ]
+        if len(group["params"]) != len(saved["params"]):
+            differing.insert(
+                0, f"{len(saved['params'])} parameters there, {len(group['params'])} here"
+            )
+        if differing:
+            return f"{kind} parameter group {index} differs: {'; '.join(differing)}"
+    return ""
+
+
+def _check_optimizer_fits(
+    path: Path, optimizer: torch.optim.Optimizer, state: Mapping[str, Any]
+) -> None:
+    """Refuse an optimizer state that would crash a step or silently change settings.
+
+    ``load_state_dict`` takes another optimizer's state without a word (SGD's into Adam:
+    a KeyError at the first step) and overwrites the settings it was created with.
+    """
+    stored = state["optimizer_state"]
+    if stored is None:
+        return  # _load_optimizer_state says what to do
+    difference = _optimizer_difference(optimizer, stored, state.get("optimizer_type"))
+    if difference:
+        raise CheckpointMismatchError(
+            f"The optimizer saved in {path} does not match this one: {difference}. Nothing "
+            "was loaded. Fix: create the optimizer the checkpoint was trained with (same "
+            "type, settings and parameter groups), or pass optimizer=None to load only the "
+            "weights, or start a new run without resume_from."
+        )
 
 
 def _load_optimizer_state(

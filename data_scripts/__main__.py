@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from coursekit._safe_io import NotWritableError
 from data_scripts.errors import DataScriptError
 
 PROG = "python -m data_scripts"
@@ -253,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except DataScriptError as error:
+    except (DataScriptError, NotWritableError) as error:  # a full disk is the learner's to fix too
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 # One definition of "image" and "hidden" for the lessons' loaders and these scripts, so
 # that `verify` counts exactly the files a lesson will load.
+from coursekit._safe_io import unwritable_cause
 from coursekit.config import get_settings
 from coursekit.data import IMAGE_EXTENSIONS, is_hidden
 from data_scripts.locks import is_held_elsewhere, try_lock
@@ -155,7 +156,26 @@ def copy_visible_tree(source: Path, destination: Path) -> None:
     def hidden_names(_folder: str, names: list[str]) -> list[str]:
         return [name for name in names if is_hidden(Path(name))]
 
-    shutil.copytree(source, destination, ignore=hidden_names)
+    def copy(from_path: str, to_path: str) -> None:
+        try:
+            shutil.copy2(from_path, to_path)
+        except OSError as error:
+            if unwritable_cause(error):
+                raise _StopCopying(error) from error  # copytree would collect it and go on
+            raise
+
+    try:
+        shutil.copytree(source, destination, ignore=hidden_names, copy_function=copy)
+    except _StopCopying as stop:
+        raise stop.error from None
+
+
+class _StopCopying(Exception):
+    """A full or read-only disk: not one of the per-file errors copytree collects."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def copy_file_atomically(source: Path, destination: Path) -> None:

@@ -10,14 +10,22 @@ expected layout and only then renamed into place: a failure leaves the target un
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from coursekit._safe_io import explained_write_errors
 from data_scripts.download import download_file, extract_archive
 from data_scripts.errors import DataScriptError, LayoutError
-from data_scripts.files import copy_visible_tree, publish, resolve_data_root, scratch_dir
+from data_scripts.files import (
+    LABEL_MAP_FILE,
+    copy_visible_tree,
+    publish,
+    resolve_data_root,
+    scratch_dir,
+)
 from data_scripts.flowers import convert_flowers102
 from data_scripts.layout import check_layout, locate_dataset_root
 from data_scripts.registry import DOWNLOADABLE, DatasetSpec, RemoteFile, dataset_spec
@@ -68,7 +76,13 @@ def get_dataset(
     target = root / name
     if target.exists() and not force:
         return _keep_existing(target, spec)
-    with scratch_dir(root, name) as scratch:
+    fix = (
+        f"use a data folder on another disk (--root DIR, or COURSE_DATA_ROOT). {_unchanged(target)}"
+    )
+    with (
+        explained_write_errors(f"{name} into {root}", root, fix),
+        scratch_dir(root, name) as scratch,
+    ):
         job = _Job(spec, target, scratch, root / DOWNLOADS_FOLDER, force, progress)
         built = _build(job, source)
         check_layout(built, spec).raise_for_problems(
@@ -94,6 +108,10 @@ def _keep_existing(target: Path, spec: DatasetSpec) -> Path:
         "Use --force to install it again."
     )
     return target
+
+
+def _unchanged(target: Path) -> str:
+    return f"Nothing was changed in {target}." if target.exists() else "Nothing was installed."
 
 
 def _untouched(target: Path) -> Path | None:
@@ -190,8 +208,9 @@ def _from_folder(job: _Job, folder: Path) -> Path:
             file.checksum.verify(official[file.name])
         return _from_official_files(job, official)
     found = locate_dataset_root(folder, job.spec)
+    label_map = _label_map_near(found, folder)
     # Check before copying: a wrong folder fails fast and nothing is copied.
-    report = check_layout(found, job.spec)
+    report = check_layout(found, job.spec, label_map)
     if present and not report.ok:
         missing = [file for file in job.spec.files if file.name not in present]
         raise DataScriptError(
@@ -204,7 +223,20 @@ def _from_folder(job: _Job, folder: Path) -> Path:
     copy = job.scratch / job.spec.name
     print(f"Copying {found} ...", flush=True)
     copy_visible_tree(found, copy)
+    if job.spec.needs_label_map and not (copy / LABEL_MAP_FILE).exists():
+        shutil.copy2(label_map, copy / LABEL_MAP_FILE)
     return copy
+
+
+def _label_map_near(found: Path, folder: Path) -> Path:
+    """The ``cat_to_name.json`` of the data in ``found``: in it, or in a folder around it
+    up to the ``folder`` given (most copies on the web keep it beside ``flower_data/``)."""
+    for candidate in (found, *found.parents):
+        if (candidate / LABEL_MAP_FILE).is_file():
+            return candidate / LABEL_MAP_FILE
+        if candidate == folder:
+            break
+    return found / LABEL_MAP_FILE
 
 
 def _refuse_a_lone_official_file(spec: DatasetSpec, file_name: str) -> None:

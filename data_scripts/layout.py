@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coursekit.data import FolderWalk, printable_path, walk_folder
 from data_scripts.errors import DataScriptError, LayoutError
 from data_scripts.files import LABEL_MAP_FILE, image_files, resolve_data_root, visible_dirs
 from data_scripts.registry import DATASET_NAMES, DatasetSpec, dataset_spec
@@ -117,6 +118,21 @@ def find_splits(root: Path) -> dict[str, Path]:
     return {}
 
 
+def walk_classes(root: Path) -> dict[str, dict[str, FolderWalk]]:
+    """The walk of every class folder of every split of ``root`` (see ``find_splits``).
+
+    coursekit's own walk (``coursekit.data.walk_folder``): ``verify`` counts exactly the
+    files ``check-data`` and the lessons use, and skips the same linked folders.
+
+    >>> walk_classes(Path("data/hymenoptera"))["val"]["ants"].loops  # doctest: +SKIP
+    []
+    """
+    return {
+        split: {cls.name: walk_folder(cls, tree=folder) for cls in visible_dirs(folder)}
+        for split, folder in find_splits(root).items()
+    }
+
+
 def count_images(root: Path) -> dict[str, dict[str, int]]:
     """Images per class for every split of ``root`` (see ``find_splits``).
 
@@ -124,13 +140,17 @@ def count_images(root: Path) -> dict[str, dict[str, int]]:
     {'ants': 70, 'bees': 83}
     """
     return {
-        split: {cls.name: len(image_files(cls)) for cls in visible_dirs(folder)}
-        for split, folder in find_splits(root).items()
+        split: {name: len(walk.images) for name, walk in walks.items()}
+        for split, walks in walk_classes(root).items()
     }
 
 
-def check_layout(root: Path, spec: DatasetSpec | None = None) -> LayoutReport:
+def check_layout(
+    root: Path, spec: DatasetSpec | None = None, label_map: Path | None = None
+) -> LayoutReport:
     """Every problem of the dataset folder ``root``: against ``spec``, or generic checks.
+
+    ``label_map`` is where the dataset's ``cat_to_name.json`` is (default: in ``root``).
 
     >>> check_layout(Path("data/synthetic"), dataset_spec("synthetic")).ok  # doctest: +SKIP
     True
@@ -139,11 +159,21 @@ def check_layout(root: Path, spec: DatasetSpec | None = None) -> LayoutReport:
     if not root.is_dir():
         report.problems.append(f"{root} is not a folder")
         return report
-    report.counts = count_images(root)
+    walks = walk_classes(root)
+    report.counts = {
+        split: {name: len(walk.images) for name, walk in per_class.items()}
+        for split, per_class in walks.items()
+    }
+    report.problems += [
+        printable_path(f"{problem.path}: {problem.problem} (fix: {problem.fix})")
+        for per_class in walks.values()
+        for walk in per_class.values()
+        for problem in walk.loop_problems()
+    ]
     if spec is None:
         _check_generic(report)
     else:
-        _check_against_spec(report, spec)
+        _check_against_spec(report, spec, label_map or root / LABEL_MAP_FILE)
     return report
 
 
@@ -160,7 +190,7 @@ def _check_generic(report: LayoutReport) -> None:
             report.warnings.append(f"{split} has no folder for class(es) {', '.join(missing)}")
 
 
-def _check_against_spec(report: LayoutReport, spec: DatasetSpec) -> None:
+def _check_against_spec(report: LayoutReport, spec: DatasetSpec, label_map: Path) -> None:
     for split in spec.splits:
         per_class = report.counts.get(split)
         if per_class is None:
@@ -176,13 +206,14 @@ def _check_against_spec(report: LayoutReport, spec: DatasetSpec) -> None:
         if extra:
             report.warnings.append(f"{split}/ has unexpected folder(s) {_shorten(extra)}")
     if spec.needs_label_map:
-        _check_label_map(report, spec)
+        _check_label_map(report, spec, label_map)
 
 
-def _check_label_map(report: LayoutReport, spec: DatasetSpec) -> None:
-    path = report.root / LABEL_MAP_FILE
+def _check_label_map(report: LayoutReport, spec: DatasetSpec, path: Path) -> None:
     if not path.is_file():
-        report.problems.append(f"{LABEL_MAP_FILE} is missing")
+        report.problems.append(
+            f"{LABEL_MAP_FILE} is missing (looked for {path}; put it next to the train/ folder)"
+        )
         return
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))

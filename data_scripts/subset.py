@@ -12,9 +12,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coursekit._safe_io import explained_write_errors
 from data_scripts.errors import DataScriptError
-from data_scripts.files import LABEL_MAP_FILE, image_files, publish, scratch_dir, visible_dirs
-from data_scripts.layout import find_splits, split_label
+from data_scripts.files import LABEL_MAP_FILE, publish, scratch_dir
+from data_scripts.layout import find_splits, split_label, walk_classes
 
 
 @dataclass
@@ -68,21 +69,25 @@ def make_subset(
     source, destination = Path(source).expanduser(), Path(destination).expanduser()
     _check_arguments(source, destination, per_class, force)
     report = SubsetReport(destination, per_class)
-    with scratch_dir(destination.parent, destination.name) as scratch:
+    fix = "choose a destination on another disk."
+    with (
+        explained_write_errors(f"the subset {destination}", destination.parent, fix),
+        scratch_dir(destination.parent, destination.name) as scratch,
+    ):
         build = scratch / destination.name
-        for split, split_folder in find_splits(source).items():
+        for split, walks in walk_classes(source).items():
             report.copied[split] = {}
-            for class_folder in visible_dirs(split_folder):
-                chosen = _choose(
-                    image_files(class_folder), per_class, seed, split, class_folder.name
-                )
-                out = build / split / class_folder.name
+            for class_name, walk in walks.items():
+                chosen = _choose(walk.images, per_class, seed, split, class_name)
+                out = build / split / class_name
                 out.mkdir(parents=True)
-                for image in chosen:
-                    shutil.copy2(image, out / image.name)
-                report.copied[split][class_folder.name] = len(chosen)
+                for image in chosen:  # images in sub-folders keep their sub-folder
+                    copy = out / image.relative_to(source / split / class_name)
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(image, copy)
+                report.copied[split][class_name] = len(chosen)
                 if len(chosen) < per_class:
-                    report.shortfalls.append(Shortfall(split, class_folder.name, len(chosen)))
+                    report.shortfalls.append(Shortfall(split, class_name, len(chosen)))
         if (source / LABEL_MAP_FILE).is_file():
             shutil.copy2(source / LABEL_MAP_FILE, build / LABEL_MAP_FILE)
         publish(build, destination)

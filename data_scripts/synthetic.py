@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+from coursekit._safe_io import explained_write_errors
 from data_scripts.errors import DataScriptError
 from data_scripts.files import publish, resolve_data_root, scratch_dir, write_label_map
 
@@ -89,7 +90,13 @@ def make_synthetic(
             f"{target} exists but was not made by this command (it has no {MARKER} file). "
             "Fix: move that folder away, or run again with --force to replace it."
         )
-    with scratch_dir(root, "synthetic") as scratch:
+    fix = "use a data folder on another disk (--root DIR, or COURSE_DATA_ROOT). " + (
+        f"Nothing was changed in {target}." if target.exists() else "Nothing was created."
+    )
+    with (
+        explained_write_errors(f"the synthetic dataset into {root}", root, fix),
+        scratch_dir(root, "synthetic") as scratch,
+    ):
         build = scratch / "synthetic"
         per_split = dict(zip(SPLITS, (train_per_class, valid_per_class), strict=True))
         for split_number, (split, count) in enumerate(per_split.items()):

@@ -9,11 +9,11 @@ lessons finds the files without a network:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from coursekit.models import weights_hash_mismatch
 from data_scripts.download import NETWORK_ERRORS
 from data_scripts.errors import ChecksumError, DataScriptError, DownloadError
 from data_scripts.files import copy_file_atomically
@@ -106,7 +106,7 @@ def download_weights(url: str, name: str, *, progress: bool = True) -> Path:
 
     destination = checkpoint_dir() / file_name_of(url)
     if destination.is_file():
-        wrong_hash = _hash_mismatch(destination)
+        wrong_hash = weights_hash_mismatch(destination)
         if wrong_hash is None:
             print(f"{destination.name} is already cached in {destination.parent}.")
             return destination
@@ -150,19 +150,22 @@ def install_weights_from(
         raise DataScriptError(
             f"--from {folder}: no such folder. Fix: give the folder that holds the .pth files."
         )
-    return [_install_one(folder, file_name_of(weights_url(name))) for name in names]
+    return [_install_one(folder, weights_url(name)) for name in names]
 
 
-def _install_one(folder: Path, file_name: str) -> Path:
+def _install_one(folder: Path, url: str) -> Path:
+    file_name = file_name_of(url)
     source = folder / file_name
     if not source.is_file():
         present = ", ".join(sorted(p.name for p in folder.glob("*.pth"))) or "no .pth files"
         raise DataScriptError(
-            f"{folder} has no {file_name} (it has: {present}). Fix: copy that exact file, "
-            "keeping its name, from a computer that has it in its torch cache "
-            "(~/.cache/torch/hub/checkpoints) or from the download URL."
+            f"{folder} has no {file_name} (it has: {present}). Fix: put that exact file, "
+            f"keeping its name, into {folder} (download it from {url} on a computer with "
+            "internet), then run this command again: it checks the file's hash before "
+            "installing it. Never copy weights into the torch cache by hand: the lessons "
+            "load what is there."
         )
-    wrong_hash = _hash_mismatch(source)
+    wrong_hash = weights_hash_mismatch(source)
     if wrong_hash is not None:
         raise ChecksumError(
             f"{source} is damaged or not the real file: {wrong_hash}. Nothing was installed. "
@@ -172,18 +175,6 @@ def _install_one(folder: Path, file_name: str) -> Path:
     copy_file_atomically(source, destination)
     print(f"Installed {file_name} into {destination.parent}.")
     return destination
-
-
-def _hash_mismatch(path: Path) -> str | None:
-    """How ``path``'s SHA-256 differs from the hash prefix in its name; None if it matches."""
-    prefix = expected_hash_prefix(path.name)
-    if prefix is None:
-        return None
-    with path.open("rb") as stream:
-        digest = hashlib.file_digest(stream, "sha256").hexdigest()
-    if digest.startswith(prefix):
-        return None
-    return f"its SHA-256 starts with {digest[: len(prefix)]}, its name says {prefix}"
 
 
 def cached_weights() -> list[CachedWeights]:

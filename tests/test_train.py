@@ -35,6 +35,7 @@ N_CLASSES = 3
 REQUIRED_KEYS = {
     "model_state",
     "optimizer_state",
+    "optimizer_type",
     "scheduler_state",
     "epoch",
     "history",
