@@ -59,6 +59,7 @@ from coursekit.data import (
     weights_transforms,
 )
 from coursekit.infer import (
+    BatchSpeeds,
     Bundle,
     BundleError,
     Prediction,
@@ -69,6 +70,7 @@ from coursekit.infer import (
     evaluating,
     export_bundle,
     load_bundle,
+    measure_batch_speeds,
     per_class_accuracy,
     predict_folder,
     predict_image,
