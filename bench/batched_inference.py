@@ -82,31 +82,30 @@ class ModelResult:
         images = NETWORK_IMAGES if job.startswith("network alone") else self.images
         return images / median(getattr(self.runs[job], clock))
 
-    def network_speeds(self) -> dict[str, dict[int, float]]:
+    def network_speeds(self, clock: str = "wall") -> dict[str, dict[int, float]]:
         return {
             layout: {
-                size: self.images_per_second(network_job(layout, size))
+                size: self.images_per_second(network_job(layout, size), clock)
                 for size in BATCH_SIZES
                 if network_job(layout, size) in self.runs
             }
             for layout in LAYOUTS
         }
 
-    @property
-    def best_network(self) -> tuple[float, str]:
-        speeds = self.network_speeds()
+    def best_network(self, clock: str = "wall") -> tuple[float, str]:
+        speeds = self.network_speeds(clock)
         value, layout, size = max(
             (speed, layout, size) for layout, row in speeds.items() for size, speed in row.items()
         )
         return value, f"batch {size}, {layout}"
 
-    @property
-    def bound(self) -> float:
+    def bound(self, clock: str = "wall") -> float:
         """Images/s of decoding then the network at its best, with no overhead at all."""
-        return 1 / (1 / self.best_network[0] + 1 / self.images_per_second("preprocessing"))
+        network = self.best_network(clock)[0]
+        return 1 / (1 / network + 1 / self.images_per_second("preprocessing", clock))
 
-    def ratio_to_bound(self) -> float:
-        return self.images_per_second("predict_folder") / self.bound
+    def ratio_to_bound(self, clock: str = "wall") -> float:
+        return self.images_per_second("predict_folder", clock) / self.bound(clock)
 
     def ratio_to_one_by_one(self, clock: str = "wall") -> float:
         return self.images_per_second("predict_folder", clock) / self.images_per_second(
@@ -189,14 +188,14 @@ def find_photos(given: Path | None) -> Path | None:
 
 NOTES = """\
 How to read it. `predict_folder` opens and transforms the images one after the other in
-the notebook's process and runs the network on batches, with the batch size and memory
-layout it measured once (on random tensors, in the untimed warm-up round) as the fastest
-for this model here. The bound is what a loop would reach that does nothing but decode and
-run the network at its best measured speed, one after the other: the two cannot overlap
-usefully on 2 cores (a decoding process takes its core from the network's threads). On a
-CPU a middle batch size is fastest and channels-last (oneDNN's faster convolutions) beats
-the default NCHW layout; large batches are slower per image (their activations no longer
-fit in the caches). A GPU is different: it needs large batches to keep busy.
+the calling process and runs the network on batches, with the batch size and memory layout
+it measured once (on random tensors, in the untimed warm-up round) as the fastest for this
+model here. The bound is what a loop would reach that did nothing but decode and run the
+network at its best measured speed (second table), one after the other: on 2 cores the two
+cannot usefully overlap (a decoding process takes its core from the network's threads).
+The second table is the network alone on ready tensors by batch size and layout: which
+one wins depends on the hardware (on a CPU usually a middle batch size, channels-last; on
+a GPU large batches), which is why `predict_folder` measures instead of fixing 32.
 """
 
 
@@ -216,11 +215,11 @@ def render(
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        best, where = r.best_network
+        best, where = r.best_network()
         chosen_size, channels_last = r.chosen
         rows.append(
             f"| {r.arch} | {r.images} | {r.images_per_second('preprocessing'):.1f} "
-            f"| {best:.1f} ({where}) | {r.bound:.1f} "
+            f"| {best:.1f} ({where}) | {r.bound():.1f} "
             f"| {r.images_per_second('predict_folder'):.1f} "
             f"(batch {chosen_size}, {LAYOUTS[int(channels_last)]}) "
             f"| **{r.ratio_to_bound():.2f}x** "
@@ -241,7 +240,7 @@ def render(
         [
             section_intro(TITLE, f"bench.{NAME}", environment, seconds),
             f"{data_note} Eval transforms at {size.label}, random "
-            "weights, torch's default threads; median of the interleaved repeats. The machine "
+            "weights, torch threads as listed above; median of the interleaved repeats. The machine "
             "was shared with other developers' jobs (load average above): read the ratios, "
             "which come from one run, not the absolute speeds.\n",
             *rows,
@@ -264,7 +263,7 @@ def plot(results: Sequence[ModelResult]) -> Path:
         {
             "one by one": [r.images_per_second("one_by_one") for r in results],
             "predict_folder": [r.images_per_second("predict_folder") for r in results],
-            "bound": [r.bound for r in results],
+            "bound": [r.bound() for r in results],
         },
     )
 
