@@ -291,6 +291,16 @@ def resnet18_classifier(seed: int = 0) -> nn.Module:
     return torchvision.models.resnet18(weights=None, num_classes=NUM_CLASSES)
 
 
+def random_classifier(arch: str, num_classes: int, seed: int = 0) -> nn.Module:
+    """A seeded, randomly initialised torchvision classifier (speed does not need weights).
+
+    >>> random_classifier("mobilenet_v2", 2).classifier[-1].out_features
+    2
+    """
+    torch.manual_seed(seed)
+    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+
+
 # --------------------------------------------------------------------------- results
 
 

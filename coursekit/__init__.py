@@ -74,6 +74,7 @@ from coursekit.distributed import (
     world_size,
 )
 from coursekit.infer import (
+    BatchSpeeds,
     Bundle,
     BundleError,
     Prediction,
@@ -84,6 +85,7 @@ from coursekit.infer import (
     evaluating,
     export_bundle,
     load_bundle,
+    measure_batch_speeds,
     per_class_accuracy,
     predict_folder,
     predict_image,

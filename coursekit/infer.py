@@ -153,7 +153,9 @@ def predict_image(
     device = _resolve_device(model, device)
     tensor = transform(_open_rgb(image))
     source = _source_name(image)
-    return _predict_batch(model, [tensor], [source], class_names, device, top_k, warm_up=True)[0]
+    return _predict_batch(
+        model, [tensor], [source], class_names, device, top_k, device.type == "cpu", warm_up=True
+    )[0]
 
 
 def predict_images(
@@ -162,16 +164,20 @@ def predict_images(
     transform: Callable[[Image.Image], torch.Tensor],
     class_names: Sequence[str],
     device: DeviceLike | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     top_k: int = 5,
     progress: bool = False,
     num_workers: int = 0,
+    channels_last: bool | None = None,
 ) -> list[Prediction]:
     """Predictions for many images, ``batch_size`` at a time (one forward pass per batch).
 
     ``images`` is a list of paths or PIL images (for a folder, use ``predict_folder``). A
     file that is missing or cannot be read is skipped with one printed line naming it, so
     one bad file does not stop a folder of thousands. Results keep the input order.
+    ``batch_size`` and ``channels_last`` (how each batch is stored in memory) default to
+    the fastest ones for this model on this device, measured once by
+    ``measure_batch_speeds``; pass a value to choose it yourself.
     ``num_workers`` > 0 decodes and transforms the next batches in that many DataLoader
     worker processes while the model runs (``settings.num_workers`` is the safe choice).
 
@@ -186,13 +192,21 @@ def predict_images(
             "folder use predict_folder(model, folder, ...); for one image use "
             "predict_image(model, image, ...)."
         )
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size} must be at least 1.")
     if num_workers < 0:
         raise ValueError(f"num_workers={num_workers} must be 0 (no workers) or more.")
+    _check_batch_size(batch_size)
     device = _resolve_device(model, device)
+    to_predict = _ImagesToPredict(list(images), transform)
+    if batch_size is None or channels_last is None:
+        shape = to_predict.first_shape()
+        if shape is None:  # nothing readable: every item is reported below, nothing to tune
+            batch_size, channels_last = batch_size or 1, bool(channels_last)
+        else:
+            batch_size, channels_last = _choose_setup(
+                model, shape, device, len(to_predict), batch_size, channels_last
+            )
     loaded = DataLoader(
-        _ImagesToPredict(list(images), transform),
+        to_predict,
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=list,  # a batch stays a list: unreadable items hold no tensor to stack
@@ -202,7 +216,14 @@ def predict_images(
         tensors, sources = _readable(batch)
         if tensors:
             predictions += _predict_batch(
-                model, tensors, sources, class_names, device, top_k, warm_up=not predictions
+                model,
+                tensors,
+                sources,
+                class_names,
+                device,
+                top_k,
+                channels_last,
+                warm_up=not predictions,
             )
     return predictions
 
@@ -213,21 +234,31 @@ def predict_folder(
     transform: Callable[[Image.Image], torch.Tensor],
     class_names: Sequence[str],
     device: DeviceLike | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     top_k: int = 5,
     progress: bool = False,
     num_workers: int = 0,
+    channels_last: bool | None = None,
 ) -> list[Prediction]:
     """Predictions for every image file under ``folder`` (recursively, sorted, hidden ignored).
 
-    ``num_workers`` as in ``predict_images``.
+    ``batch_size``, ``channels_last`` and ``num_workers`` as in ``predict_images``.
 
     >>> preds = predict_folder(model, "my_photos", transform, names)  # doctest: +SKIP
     >>> print(predictions_table(preds))  # doctest: +SKIP
     """
     files = image_files(folder)
     return predict_images(
-        model, files, transform, class_names, device, batch_size, top_k, progress, num_workers
+        model,
+        files,
+        transform,
+        class_names,
+        device,
+        batch_size,
+        top_k,
+        progress,
+        num_workers,
+        channels_last,
     )
 
 
@@ -238,13 +269,10 @@ def _predict_batch(
     class_names: Sequence[str],
     device: torch.device,
     top_k: int,
+    channels_last: bool,
     warm_up: bool = False,
 ) -> list[Prediction]:
-    batch = _stack(tensors).to(device)
-    if device.type == "cpu" and batch.dim() == 4:
-        # oneDNN's convolutions run a batch stored channels-last (NHWC) faster on a CPU
-        # (bench/results.md); the numbers are the same up to float rounding.
-        batch = batch.contiguous(memory_format=torch.channels_last)
+    batch = _in_layout(_stack(tensors).to(device), channels_last)
     with evaluating(model):
         if warm_up:
             model(batch[:1])  # the first call pays one-off costs (memory, weight packing): untimed
@@ -292,6 +320,14 @@ class _ImagesToPredict(Dataset):
         except (UnreadableImageError, FileNotFoundError) as err:
             return None, _source_name(item), " ".join(str(err).split())  # one line, however long
         return self.transform(image), _source_name(item), None
+
+    def first_shape(self) -> tuple[int, ...] | None:
+        """The shape of the first readable item's tensor (None if no item can be read)."""
+        for index in range(len(self)):
+            tensor, _, _ = self[index]
+            if tensor is not None:
+                return tuple(tensor.shape)
+        return None
 
 
 def _readable(
@@ -437,26 +473,45 @@ def compare_one_by_one_vs_batched(
     device: DeviceLike | None = None,
     warmup: int = 3,
     runs: int = 10,
+    batch_size: int | None = None,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
-    """Time the same N images one at a time and as one batch.
+    """Time the same N images one at a time (the plain loop) and in batches.
 
-    Returns ``{"one_by_one": TimingResult, "batched": TimingResult, "speedup": float}``,
-    where speedup is how many times more images per second batching processes.
+    The batches use ``batch_size`` images stored ``channels_last`` or not; by default the
+    fastest of both for this model and device (``measure_batch_speeds``), as
+    ``predict_folder`` does. Returns ``{"one_by_one": TimingResult, "batched": TimingResult,
+    "speedup": float, "batch_size": int, "channels_last": bool}``, where speedup is how many
+    times more images per second the batched way processes.
 
     >>> result = compare_one_by_one_vs_batched(model, torch.randn(16, 3, 224, 224))  # doctest: +SKIP
     >>> print(f"batching is {result['speedup']:.1f}x faster")  # doctest: +SKIP
     """
+    _check_batch_size(batch_size)
     device = _resolve_device(model, device)
     batch = _as_batch(images, "images").to(device)
+    batch_size, channels_last = _choose_setup(
+        model, tuple(batch.shape[1:]), device, len(batch), batch_size, channels_last
+    )
+    chunks = [_in_layout(part, channels_last) for part in batch.split(batch_size)]
 
     def one_at_a_time() -> None:
         for image in batch:
             model(image.unsqueeze(0))
 
+    def in_batches() -> None:
+        for chunk in chunks:
+            model(chunk)
+
     one_by_one = _timed(one_at_a_time, model, device, warmup, runs, images_per_run=len(batch))
-    batched = _timed(lambda: model(batch), model, device, warmup, runs, images_per_run=len(batch))
-    speedup = batched.images_per_second / one_by_one.images_per_second
-    return {"one_by_one": one_by_one, "batched": batched, "speedup": speedup}
+    batched = _timed(in_batches, model, device, warmup, runs, images_per_run=len(batch))
+    return {
+        "one_by_one": one_by_one,
+        "batched": batched,
+        "speedup": batched.images_per_second / one_by_one.images_per_second,
+        "batch_size": batch_size,
+        "channels_last": channels_last,
+    }
 
 
 def _timed(
@@ -500,6 +555,161 @@ def _as_batch(images: torch.Tensor, name: str) -> torch.Tensor:
             "For a single image tensor add the batch dimension: image.unsqueeze(0)."
         )
     return images
+
+
+# --------------------------------------------------------------------------- batch size and layout
+
+#: Batch sizes ``measure_batch_speeds`` tries by default.
+BATCH_SIZES = (1, 4, 8, 16, 32, 64)
+#: How a batch can be stored: channels first (PyTorch's default) or channels last (NHWC).
+LAYOUTS = ("NCHW", "channels-last")
+#: Small batches run several passes per timing, so that each timing covers this many images.
+_IMAGES_PER_TIMING = 8
+_TIMED_ROUNDS = 2
+#: Measured images per second, per model, device, threads and input shape, for this process
+#: (a measurement is a few seconds; predict_folder and the comparison reuse it).
+_MEASURED: dict[str, dict[tuple[str, int], float]] = {}
+
+
+@dataclass(frozen=True)
+class BatchSpeeds:
+    """Images per second of one model for each memory layout and batch size.
+
+    >>> speeds = BatchSpeeds({"NCHW": {1: 60.0, 8: 50.0}, "channels-last": {1: 90.0, 8: 120.0}})
+    >>> speeds.fastest(), speeds.fastest(channels_last=False)
+    ((8, True), (1, False))
+    """
+
+    #: layout ("NCHW" or "channels-last") -> batch size -> images per second.
+    images_per_second: dict[str, dict[int, float]]
+
+    def fastest(self, channels_last: bool | None = None) -> tuple[int, bool]:
+        """The (batch size, channels_last) with the most images per second.
+
+        ``channels_last`` True or False keeps to that layout; None chooses either.
+        """
+        layouts = LAYOUTS if channels_last is None else [LAYOUTS[int(channels_last)]]
+        layout, size = max(
+            ((layout, size) for layout in layouts for size in self.images_per_second[layout]),
+            key=lambda pair: self.images_per_second[pair[0]][pair[1]],
+        )
+        return size, layout == LAYOUTS[1]
+
+    def __str__(self) -> str:
+        size, channels_last = self.fastest()
+        best = self.images_per_second[LAYOUTS[int(channels_last)]][size]
+        return f"fastest: batch {size}, {LAYOUTS[int(channels_last)]}, {best:.1f} images/s"
+
+
+def measure_batch_speeds(
+    model: nn.Module,
+    image_size: int | Sequence[int],
+    device: DeviceLike | None = None,
+    batch_sizes: Sequence[int] = BATCH_SIZES,
+    remeasure: bool = False,
+) -> BatchSpeeds:
+    """Images per second of ``model`` for each batch size, stored NCHW and channels-last.
+
+    ``image_size`` is the side of a square RGB image, or a (channels, height, width) shape.
+    Measured on random batches: each pair (layout, batch size) runs once untimed (one-off
+    costs), then is timed in two rounds taken in turn, so that a burst of load from
+    elsewhere hits every pair; the faster round counts, since other programs can only slow
+    a run down. The result is remembered for this process (per model type and size, device,
+    thread count and image shape) and reused by ``predict_folder`` and
+    ``compare_one_by_one_vs_batched``; ``remeasure=True`` measures again, and so does asking
+    for a size not measured yet (all sizes asked for, so that they are compared in one run).
+
+    >>> speeds = measure_batch_speeds(torch.nn.Conv2d(3, 2, 3), 8, batch_sizes=[1, 4])
+    >>> sorted(speeds.images_per_second["channels-last"])
+    [1, 4]
+    """
+    sizes = sorted(set(batch_sizes))
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"batch_sizes={list(batch_sizes)} must be one or more sizes >= 1.")
+    device = _resolve_device(model, device)
+    shape = (3, image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    known = _MEASURED.setdefault(_speed_key(model, device, shape), {})
+    pairs = [(layout, size) for layout in LAYOUTS for size in sizes]
+    if remeasure or any(pair not in known for pair in pairs):
+        known.update(_measure_pairs(model, device, shape, pairs))
+    return BatchSpeeds(
+        {layout: {size: known[(layout, size)] for size in sizes} for layout in LAYOUTS}
+    )
+
+
+def _measure_pairs(
+    model: nn.Module, device: torch.device, shape: tuple[int, ...], pairs: list[tuple[str, int]]
+) -> dict[tuple[str, int], float]:
+    generator = torch.Generator().manual_seed(0)  # leaves the global random state alone
+    images = torch.randn(max(size for _, size in pairs), *shape, generator=generator).to(device)
+    batches = {
+        (layout, size): _in_layout(images[:size], layout == LAYOUTS[1]) for layout, size in pairs
+    }
+    best: dict[tuple[str, int], float] = {}
+    with evaluating(model):
+        for batch in batches.values():
+            model(batch)
+        for round_number in range(_TIMED_ROUNDS):
+            for pair in pairs if round_number % 2 == 0 else reversed(pairs):
+                passes = math.ceil(_IMAGES_PER_TIMING / pair[1])
+                _synchronize(device)
+                start = time.perf_counter()
+                for _ in range(passes):
+                    model(batches[pair])
+                _synchronize(device)
+                speed = passes * pair[1] / max(time.perf_counter() - start, 1e-9)
+                best[pair] = max(best.get(pair, 0.0), speed)
+    return best
+
+
+def _speed_key(model: nn.Module, device: torch.device, shape: tuple[int, ...]) -> str:
+    parameters = list(model.parameters())
+    dtype = parameters[0].dtype if parameters else torch.float32
+    size = sum(p.numel() for p in parameters)
+    return (
+        f"{type(model).__qualname__}/{size}/{dtype}|{device}|"
+        f"{torch.get_num_threads()} threads|{'x'.join(map(str, shape))}"
+    )
+
+
+def _choose_setup(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    device: torch.device,
+    image_count: int,
+    batch_size: int | None,
+    channels_last: bool | None,
+) -> tuple[int, bool]:
+    """The batch size and layout asked for, the unspecified ones the fastest measured."""
+    if batch_size is not None and channels_last is not None:
+        return batch_size, channels_last
+    # A batch cannot hold more than all the images: larger sizes are not worth measuring.
+    sizes = [batch_size] if batch_size is not None else _useful_batch_sizes(image_count)
+    return measure_batch_speeds(model, shape, device, sizes).fastest(channels_last)
+
+
+def _useful_batch_sizes(image_count: int) -> list[int]:
+    """BATCH_SIZES below ``image_count``, plus all the images in one batch (at most 64).
+
+    >>> _useful_batch_sizes(10), _useful_batch_sizes(1000)
+    ([1, 4, 8, 10], [1, 4, 8, 16, 32, 64])
+    """
+    whole = min(max(image_count, 1), BATCH_SIZES[-1])
+    return sorted({size for size in BATCH_SIZES if size < whole} | {whole})
+
+
+def _in_layout(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    # Same numbers either way; oneDNN's CPU convolutions are often faster on channels-last.
+    if channels_last and batch.dim() == 4:
+        return batch.contiguous(memory_format=torch.channels_last)
+    return batch.contiguous()
+
+
+def _check_batch_size(batch_size: int | None) -> None:
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(
+            f"batch_size={batch_size} must be at least 1 (or None: the fastest, measured)."
+        )
 
 
 # --------------------------------------------------------------------------- tables and CSV
@@ -707,9 +917,10 @@ class Bundle:
         self,
         folder: str | os.PathLike,
         top_k: int = 5,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         progress: bool = False,
         num_workers: int = 0,
+        channels_last: bool | None = None,
     ) -> list[Prediction]:
         """Predictions for every image under ``folder`` (see ``predict_folder``).
 
@@ -724,6 +935,7 @@ class Bundle:
             top_k=top_k,
             progress=progress,
             num_workers=num_workers,
+            channels_last=channels_last,
         )
 
 

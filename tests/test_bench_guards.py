@@ -17,11 +17,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import coursekit as ck
 from bench import cached_features, fit_vs_bound
-from bench.batched_inference import inference_jobs
+from bench.batched_inference import measure_model
 from bench.common import (
     TINY_SIZE,
     interleaved,
-    median,
     resnet18_classifier,
     synthetic_data,
     write_section,
@@ -164,14 +163,18 @@ def test_predict_folder_and_the_one_by_one_loop_predict_the_same_classes(tmp_pat
     assert batched == one_by_one
 
 
-def test_batched_inference_on_a_folder_is_faster_than_one_image_at_a_time(tiny_synthetic: Path):
-    model = resnet18_classifier().eval()
-    jobs = inference_jobs(model, tiny_synthetic / "valid", TINY_SIZE, batch_size=12)
-    jobs["one_by_one"](), jobs["predict_folder"]()  # warm-up
+def test_predict_folder_keeps_up_with_the_bound_and_beats_the_one_by_one_loop(
+    tiny_synthetic: Path,
+):
+    # CPU time: steadier than wall time on a shared machine. On 12 tiny images the fixed
+    # costs of a call (the DataLoader, the untimed warm-up pass, Prediction objects) weigh
+    # far more than at 224 px, where the benchmark's target is 0.9x the bound (0.48x was
+    # measured here on a busy machine): only a collapse should fail.
+    result = measure_model("resnet18", tiny_synthetic / "valid", TINY_SIZE, repeats=3)
 
-    runs = interleaved({k: jobs[k] for k in ("one_by_one", "predict_folder")}, repeats=3)
-
-    assert median(runs["predict_folder"].cpu) < median(runs["one_by_one"].cpu), runs
+    assert result.ratio_to_one_by_one("cpu") >= 1.0, result.runs
+    assert result.ratio_to_bound("cpu") >= 0.35, result.runs
+    assert result.ratio_to_bound("cpu") <= 1.2  # the bound is a bound (up to timing noise)
 
 
 # --------------------------------------------------------------------------- plumbing

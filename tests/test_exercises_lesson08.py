@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-
 import torch
 from torchvision import transforms
 
@@ -197,22 +195,58 @@ def test_q2_blank_is_not_attempted():
 # ----------------------------------------------------------------------------- q3
 
 
-def images_per_second(run_seconds, images_per_run):
-    return images_per_run / statistics.median(run_seconds)
+def fastest_setup(speeds):
+    pairs = [(size, layout) for layout, row in speeds.items() for size in row]
+    return max(pairs, key=lambda pair: speeds[pair[1]][pair[0]])
 
 
-def test_q3_accepts_the_solution():
-    assert_passes(ex.q3, images_per_second)
-    assert_passes(ex.q3, lambda s, n: n / torch.tensor(s).median())
+def fastest_by_loop(speeds):
+    best, best_speed = None, -1.0
+    for layout, row in speeds.items():
+        for batch_size, images_per_second in row.items():
+            if images_per_second > best_speed:
+                best, best_speed = [batch_size, layout], images_per_second
+    return best  # a list is a pair too
 
 
-def test_q3_rejects_the_mean_the_min_and_the_inverse():
-    assert_fails(ex.q3, lambda s, n: n / statistics.fmean(s), message_contains="MEAN")
-    assert_fails(ex.q3, lambda s, n: n / min(s), message_contains="FASTEST")
-    assert_fails(ex.q3, lambda s, n: statistics.median(s) / n, message_contains="seconds per image")
-    assert_fails(ex.q3, lambda s, n: 1 / statistics.median(s), message_contains="runs per second")
+def fastest_with_min(speeds):
+    # min of the negated speed is the max: correct, and must be accepted
+    return min(
+        ((size, layout) for layout, row in speeds.items() for size in row),
+        key=lambda pair: -speeds[pair[1]][pair[0]],
+    )
+
+
+def test_q3_accepts_every_correct_way():
+    assert_passes(ex.q3, fastest_setup)
+    assert_passes(ex.q3, fastest_by_loop)
+    assert_passes(ex.q3, fastest_with_min)
+    assert_passes(
+        ex.q3, lambda s: sorted((v, b, lay) for lay, r in s.items() for b, v in r.items())[-1][1:]
+    )
+
+
+def test_q3_rejects_the_largest_batch_one_layout_and_the_slowest():
+    largest = lambda s: (max(s["channels-last"]), "channels-last")  # noqa: E731
+    assert_fails(ex.q3, largest, message_contains="largest batch")
+    only_nchw = lambda s: (max(s["NCHW"], key=s["NCHW"].get), "NCHW")  # noqa: E731
+    assert_fails(ex.q3, only_nchw, message_contains="NCHW row only")
+    slowest = lambda s: min(  # noqa: E731
+        ((b, lay) for lay, r in s.items() for b in r), key=lambda p: s[p[1]][p[0]]
+    )
+    assert_fails(ex.q3, slowest, message_contains="SLOWEST")
+
+
+def test_q3_rejects_a_reversed_pair_a_speed_and_a_wrong_pair():
+    assert_fails(ex.q3, lambda s: fastest_setup(s)[::-1], message_contains="wrong order")
+    assert_fails(
+        ex.q3,
+        lambda s: max(v for r in s.values() for v in r.values()),
+        message_contains="should return a pair",
+    )
+    assert_fails(ex.q3, lambda s: (16, "NCHW"), message_contains="the fastest pair is")
 
 
 def test_q3_blank_is_not_attempted():
     assert_not_attempted(ex.q3, ____)
-    assert_not_attempted(ex.q3, lambda s, n: ____)
+    assert_not_attempted(ex.q3, lambda s: ____)

@@ -2,16 +2,14 @@
 
 q1: ``preprocess(image, image_size, resize_size)``, the evaluation pipeline written by hand.
 q2: fix a ``predict(model, batch)`` that forgets eval mode and no-grad.
-q3: images per second from a list of timings, median-based.
+q3: the fastest (batch size, memory layout) in a table of measured speeds.
 
 The checks run the learner's functions on a fixed generated image, a tiny probe model with
-BatchNorm and Dropout, and fixed timings, so they are fast and need no data.
+BatchNorm and Dropout, and fixed speed tables, so they are fast and need no data.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from typing import Any
 
 import numpy as np
@@ -326,83 +324,115 @@ q2 = FixPredict()
 
 # ----------------------------------------------------------------------------- q3
 
-#: Seconds of timed runs (warm-up already done). One run was disturbed by another program.
+#: Measured-looking tables (layout -> batch size -> images/s) and their fastest setup. The
+#: first is a CPU (a middle batch in channels-last wins), the second a GPU (the largest batch
+#: wins), the third a machine where NCHW at batch 8 wins, so that every shortcut fails once.
 Q3_CASES = (
-    ([0.102, 0.098, 0.341, 0.100, 0.101], 8),
-    ([0.0212, 0.0195, 0.0201, 0.0604, 0.0199, 0.0203, 0.0198], 1),
+    (
+        {
+            "NCHW": {1: 64.0, 4: 82.0, 8: 54.0, 16: 54.0, 32: 44.0, 64: 40.0},
+            "channels-last": {1: 94.0, 4: 124.0, 8: 102.0, 16: 84.0, 32: 75.0, 64: 65.0},
+        },
+        (4, "channels-last"),
+    ),
+    (
+        {
+            "NCHW": {1: 310.0, 4: 1150.0, 8: 2100.0, 16: 3400.0, 32: 4600.0, 64: 5200.0},
+            "channels-last": {1: 280.0, 4: 1020.0, 8: 1900.0, 16: 3100.0, 32: 4300.0, 64: 4900.0},
+        },
+        (64, "NCHW"),
+    ),
+    (
+        {
+            "NCHW": {1: 44.0, 4: 56.0, 8: 79.0, 16: 55.0, 32: 50.0, 64: 46.0},
+            "channels-last": {1: 53.0, 4: 70.0, 8: 77.0, 16: 71.0, 32: 68.0, 64: 60.0},
+        },
+        (8, "NCHW"),
+    ),
 )
 
 
-def _reference_ips(seconds: list[float], images: int) -> float:
-    return images / statistics.median(seconds)
+def _shortcuts(speeds: dict[str, dict[int, float]]) -> list[tuple[tuple[int, str], str]]:
+    """Answers of common shortcuts for one table, each with the message that explains it."""
+    pairs = [(size, layout) for layout, row in speeds.items() for size in row]
+    slowest = min(pairs, key=lambda pair: speeds[pair[1]][pair[0]])
+    largest = {layout: (max(row), layout) for layout, row in speeds.items()}
+    found = [
+        (
+            slowest,
+            "You picked the SLOWEST setup: the best one has the MOST images per second.",
+        ),
+        *[
+            (
+                answer,
+                "You picked the largest batch. On a CPU a single image already keeps the "
+                "cores busy and big batches fall out of the caches, so a middle batch size "
+                "is often fastest: compare the speeds, not the batch sizes.",
+            )
+            for answer in largest.values()
+        ],
+    ]
+    for layout, row in speeds.items():
+        best_in_layout = max(row, key=row.get)
+        found.append(
+            (
+                (best_in_layout, layout),
+                f"You looked at the {layout} row only. The memory layout matters too: compare "
+                "every (batch size, layout) pair of both rows.",
+            )
+        )
+    return found
 
 
-class ImagesPerSecond(Question):
-    title = "Images per second from timings"
+class FastestSetup(Question):
+    title = "Pick the fastest batch size and memory layout from a measured table"
     hints = [
-        "Each entry of `run_seconds` is the time ONE run took, and each run processed "
-        "`images_per_run` images. Summarize the runs with one typical time first.",
-        "The typical time is the MEDIAN: `statistics.median(run_seconds)`. One disturbed run "
-        "(another program, a garbage collection) drags the mean up; the median ignores it.",
-        "`images_per_run / statistics.median(run_seconds)`.",
+        "The table has two levels: `speeds[layout][batch_size]` is images per second. The "
+        "answer is the PAIR with the most images per second, over both layouts and every "
+        "batch size, not the largest batch and not one layout alone.",
+        "Visit every pair: `for layout, row in speeds.items():` then "
+        "`for batch_size, images_per_second in row.items():`, and keep the best pair seen so "
+        "far (or give `max` a `key=` function that looks the speed of a pair up).",
+        "Return a tuple with the batch size FIRST and the layout name second, e.g. "
+        '`(16, "NCHW")`; a different order or only one of the two is not the answer.',
     ]
     solution_code = """
-        import statistics
-
-        def images_per_second(run_seconds, images_per_run):
-            typical = statistics.median(run_seconds)   # robust to a few disturbed runs
-            return images_per_run / typical
+        def fastest_setup(speeds):
+            pairs = [(size, layout) for layout, row in speeds.items() for size in row]
+            return max(pairs, key=lambda pair: speeds[pair[1]][pair[0]])
     """
-    correct_message = "this is how `ck.time_inference` computes `images_per_second`."
+    correct_message = (
+        "this is the choice `ck.predict_folder` makes with the speeds `ck.measure_batch_speeds` "
+        "measured: on a CPU a middle batch, on a GPU usually the largest."
+    )
 
-    def _check(self, images_per_second: Any) -> None:
-        expect_callable(images_per_second, "images_per_second")
-        for seconds, images in Q3_CASES:
-            call = f"images_per_second({seconds}, images_per_run={images})"
-            value = call_answer(images_per_second, list(seconds), images)
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                value = value.item()
-            expect(
-                isinstance(value, int | float) and not isinstance(value, bool),
-                f"{call} should return a number, but it returned {safe_repr(value)}.",
-            )
-            expected = _reference_ips(seconds, images)
-            if math.isclose(value, expected, rel_tol=1e-3):
+    def _check(self, fastest_setup: Any) -> None:
+        expect_callable(fastest_setup, "fastest_setup")
+        for speeds, expected in Q3_CASES:
+            table = {layout: dict(row) for layout, row in speeds.items()}
+            answer = call_answer(fastest_setup, table)
+            if isinstance(answer, list):
+                answer = tuple(answer)
+            call = f"fastest_setup(speeds) for {speeds!r}"
+            if answer == expected:
                 continue
-            mean_based = images / statistics.fmean(seconds)
-            wrong = {
-                "mean": (
-                    mean_based,
-                    "You used the MEAN time. One disturbed run pulls it up; use "
-                    "`statistics.median(run_seconds)`.",
-                ),
-                "min": (
-                    images / min(seconds),
-                    "You used the FASTEST run, the luckiest case. Use the median: the time of a "
-                    "typical run.",
-                ),
-                "inverse": (
-                    1 / expected,
-                    "You returned seconds per image. Images per second is the inverse: "
-                    "`images_per_run / median_seconds`.",
-                ),
-                "runs": (
-                    1 / statistics.median(seconds),
-                    "This is runs per second. Each run processed `images_per_run` images: "
-                    "multiply by it.",
-                ),
-                "ms": (
-                    1000 * statistics.median(seconds) / images,
-                    "You returned milliseconds per image. Images per second is "
-                    "`images_per_run / median_seconds`.",
-                ),
-            }
-            for wrong_value, message in wrong.values():
-                if math.isclose(value, wrong_value, rel_tol=1e-3) and not math.isclose(
-                    wrong_value, expected, rel_tol=1e-3
-                ):
-                    raise Incorrect(f"{call}: {message}")
-            raise Incorrect(f"{call} should be {expected:.1f} images/s, but it is {value:.4g}.")
+            if answer == expected[::-1]:
+                raise Incorrect(
+                    f"{call} returned {answer!r}: the right pair, in the wrong order. Return "
+                    "the batch size first, then the layout."
+                )
+            expect(
+                isinstance(answer, tuple) and len(answer) == 2,
+                f"{call} should return a pair (batch_size, layout), but it returned "
+                f"{safe_repr(answer)}.",
+            )
+            for wrong, message in _shortcuts(speeds):
+                if answer == wrong:
+                    raise Incorrect(f"{call} returned {answer!r}. {message}")
+            raise Incorrect(
+                f"{call} returned {answer!r}, but the fastest pair is {expected!r} "
+                f"({speeds[expected[1]][expected[0]]:.0f} images/s)."
+            )
 
 
-q3 = ImagesPerSecond()
+q3 = FastestSetup()
