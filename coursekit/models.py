@@ -752,12 +752,15 @@ def pretrained(
     may_download = not settings.is_smoke if allow_download is None else allow_download
     try:
         model = _load_or_fall_back(name, weights, may_download)
-    except WeightsUnavailableError:
+    except WeightsUnavailableError as error:
         if not settings.is_smoke:
             raise
+        # A cached file that was refused (damaged, or not the file its name promises) is
+        # named with the reason, so the quick run does not hide it behind "not available".
+        refused = f"{error} " if weights_path(name, chosen).is_file() else ""
         print(
-            f"Pretrained weights {chosen} were not available, so this smoke run uses random "
-            f"initialization (`python -m data_scripts weights {name}` fetches them)."
+            f"{refused}Pretrained weights {chosen} were not available, so this smoke run uses "
+            f"random initialization (`python -m data_scripts weights {name}` fetches them)."
         )
         model = random_init_model(name)
     if num_classes is not None:

@@ -79,7 +79,9 @@ def test_a_malicious_file_in_the_weights_cache_runs_nothing(torch_home, tmp_path
         assert "weights_only" not in message and caught.value.__suppress_context__
     else:
         model = ck.pretrained("resnet18", settings=ck.get_settings("smoke"), num_classes=2)
-        assert model.fc.out_features == 2 and "random initialization" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert model.fc.out_features == 2 and "random initialization" in out
+        assert f"{path} for resnet18 is not the file its name promises" in out  # says why
     assert not marker.exists()  # the payload never ran
     assert path.is_file()  # the evidence is left for the learner to delete
 
