@@ -43,3 +43,11 @@ def test_the_counter_sees_what_it_should(tmp_path):
     problems = " ".join(stats.problems())
     assert "cell of 200 words" in problems and "'smoke' 1x" in problems
     assert "Colab" in problems and "pragma" in problems
+
+
+def test_the_reading_page_shows_the_current_numbers():
+    stats = [lesson_stats.lesson_stats(p) for p in LESSONS]
+    page = lesson_stats.READING_PAGE.read_text(encoding="utf-8")
+    assert page == lesson_stats.reading_page(stats), (
+        "run: python tools/lesson_stats.py --write docs/READING.md"
+    )

@@ -2,6 +2,7 @@
 
     python tools/lesson_stats.py            # a markdown table, one row per lesson
     python tools/lesson_stats.py --check    # exit 1 and name every lesson over a limit
+    python tools/lesson_stats.py --write docs/READING.md   # the table the docs show
 
 The main path is every markdown cell before the lesson's "Going further" heading, without
 collapsed ``<details>`` blocks; words are counted outside inline code. The limits are the
@@ -19,6 +20,7 @@ from pathlib import Path
 import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+READING_PAGE = NOTEBOOKS.parent / "docs" / "READING.md"
 MAX_WORDS = 1800
 MAX_CELL_WORDS = 150
 #: A cell may run a little over the budget where splitting it would cut a thought in half.
@@ -113,11 +115,26 @@ def table(stats: list[LessonStats]) -> str:
     return "\n".join(rows)
 
 
+def reading_page(stats: list[LessonStats]) -> str:
+    """docs/READING.md: the budget, then the table (regenerated with --write)."""
+    return (
+        "# How the lessons read\n\n"
+        f"Each lesson's main path (everything before its \"Going further\" section, without\n"
+        f"collapsed `<details>` blocks) stays within {MAX_WORDS} words of prose, no markdown cell\n"
+        f"over about {MAX_CELL_WORDS} words, so a beginner reads it in about 15 minutes. Made by\n"
+        "`python tools/lesson_stats.py --write docs/READING.md`; `tests/test_lesson_readability.py`\n"
+        "fails when a lesson goes over or this page is stale.\n\n" + table(stats) + "\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when a lesson is over")
+    parser.add_argument("--write", type=Path, help="write the reading page (docs/READING.md)")
     args = parser.parse_args(argv)
     stats = [lesson_stats(p) for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))]
+    if args.write:
+        args.write.write_text(reading_page(stats), encoding="utf-8")
     print(table(stats))
     problems = [f"{s.lesson}: {p}" for s in stats for p in s.problems()]
     if args.check and problems:
