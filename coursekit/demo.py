@@ -94,15 +94,17 @@ def open_upload(upload: str | os.PathLike | Image.Image | None) -> Image.Image:
         raise DemoInputError(f"The upload {path.name} did not arrive: try again.") from error
     except UnreadableImageError as error:
         raise DemoInputError(
-            f"{path.name} cannot be used: {_first_sentence(error)} "
+            f"{path.name} cannot be used: {_reason(error)} "
             "Upload a photo in a common format (JPEG, PNG, WebP, BMP, GIF)."
         ) from error
 
 
-def _first_sentence(error: Exception) -> str:
-    # load_image names the path (the server's temporary copy); the page names the upload.
+def _reason(error: Exception) -> str:
+    """Why load_image refused the file, without the server's temporary path it names and
+    without its advice for a dataset folder ("Fix: delete it ...")."""
     text = " ".join(str(error).split())
-    return text.split(": ", 1)[1] if ": " in text else text
+    text = text.split(": ", 1)[1] if ": " in text else text
+    return text.split(" Fix:", 1)[0]
 
 
 def classify(
@@ -150,6 +152,8 @@ def build_app(model: DemoModel, examples: Sequence[str | os.PathLike] = (), top_
     can_explain = isinstance(model, Bundle)
 
     def on_image(upload: str | None, explain: bool) -> tuple[Any, str, Any]:
+        if upload is None:  # the upload was cleared: an empty page, no complaint
+            return None, "", None
         try:
             result = classify(model, upload, top_k, with_grad_cam=explain and can_explain)
         except DemoInputError as error:

@@ -250,6 +250,9 @@ class OnnxModel(nn.Module):
         ort = _require("onnxruntime")
         self.path = Path(path)
         options = ort.SessionOptions()
+        # By default idle worker threads keep spinning for a while after each call, taking a
+        # core away from everything else (PyTorch, the web server) on a small machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
