@@ -139,3 +139,5 @@ def test_quantized_file_keeps_metadata_and_mostly_agrees(tmp_path):
     batch = torch.rand(4, 3, SIZE, SIZE)
     parity = check_parity(load_onnx(report.path), quantized, batch)
     assert parity.max_abs_diff > 0  # int8 is an approximation, not an exact copy
+    head_only = ck.quantize_onnx(report.path, tmp_path / "m.fc.onnx", op_types=["Gemm"])
+    assert head_only.stat().st_size > 2 * (tmp_path / "m.int8.onnx").stat().st_size
