@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             arch: measure_arch(arch, size, work, held, repeats, not args.no_compile)
             for arch in ARCHS
         }
-    intro = section_intro(TITLE, NAME, environment, time.perf_counter() - start)
+    intro = section_intro(TITLE, f"bench.{NAME}", environment, time.perf_counter() - start)
     report(NAME, markdown(results, size, len(held), intro, repeats), quick=args.quick)
     return 0
 
