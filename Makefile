@@ -55,7 +55,7 @@ lint: $(VENV)/.installed-dev  ## ruff over the package, scripts, tests and noteb
 	$(BIN)/ruff check coursekit data_scripts tests bench tools notebooks
 
 $(VENV)/.installed-e2e: pyproject.toml | $(PY)
-	$(PIP) install -e ".[dev,e2e]"
+	$(PIP) install -e ".[dev,e2e,deploy,demo]"
 	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed
 
 browser:  ## Debian's chromium for the browser test (installed once with apt)

@@ -8,7 +8,8 @@ Lessons import it as ``import coursekit as ck`` and call everything from the top
 Each name lives in one small module (see docs/ARCHITECTURE.md): ``config`` (run modes),
 ``data`` (folders to loaders), ``models`` (architectures, pretrained weights, freezing),
 ``train`` (the fit loop and checkpoints), ``viz`` (pictures), ``infer`` (predictions,
-timing, bundles). Exercises live in ``coursekit.exercises`` so that their ``____``
+timing, bundles), ``export`` (ONNX files and ONNX Runtime), ``demo`` (a web page).
+Exercises live in ``coursekit.exercises`` so that their ``____``
 placeholder stays out of this namespace.
 """
 
@@ -62,6 +63,7 @@ from coursekit.data import (
     walk_folder,
     weights_transforms,
 )
+from coursekit.demo import DemoInputError, build_app, classify, serve
 from coursekit.distributed import (
     barrier,
     init_distributed,
@@ -72,6 +74,16 @@ from coursekit.distributed import (
     shutdown_distributed,
     unwrap,
     world_size,
+)
+from coursekit.export import (
+    ExportReport,
+    OnnxExportError,
+    OnnxModel,
+    ParityReport,
+    check_parity,
+    export_onnx,
+    load_onnx,
+    quantize_onnx,
 )
 from coursekit.infer import (
     BatchSpeeds,

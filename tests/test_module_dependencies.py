@@ -29,6 +29,8 @@ ALLOWED: dict[str, set[str]] = {
     "viz": {"config", "_model_state"},
     "recipe": {"config", "data", "models", "train", "infer", "viz", "distributed"},
     "infer": {"config", "models", "data", "_safe_io", "_model_state"},
+    "export": {"config", "models", "data", "infer", "_safe_io", "_model_state"},
+    "demo": {"config", "data", "infer", "export", "viz", "_model_state"},
     "exercises": {"exercises"},
 }
 #: The package's front doors: they wire the modules together, so they may import any.

@@ -149,6 +149,12 @@ def free_loopback_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture()
+def loopback_port() -> int:
+    """A free TCP port on 127.0.0.1 for a server the test starts."""
+    return free_loopback_port()
+
+
 def _write_lab_settings(settings_dir: Path) -> None:
     for plugin, values in LAB_SETTINGS.items():
         path = settings_dir / f"{plugin}.jupyterlab-settings"
