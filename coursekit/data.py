@@ -949,14 +949,15 @@ class LimitAspectRatio:
     ``Resize(size)`` scales the SHORT side to ``size``: a 1 x 5,000 px banner would become
     256 x 1,280,000 px (about 1 GB) before the centre crop throws nearly all of it away.
     The crops after the resize (with a rotation of up to 45 degrees) only keep pixels
-    within ``size`` of the centre, so cutting the long side to twice the short one first
-    changes nothing they keep, and images up to 2:1 are passed through untouched.
+    within ``size`` of the centre, so cutting the long side to ``max_ratio`` times the short
+    one first changes nothing they keep. Images up to 8:1 (every ordinary photo, panoramas
+    included) are passed through untouched, so the pipeline equals plain torchvision's.
 
     >>> LimitAspectRatio()(Image.new("RGB", (1, 5000))).size
-    (1, 2)
+    (1, 8)
     """
 
-    def __init__(self, max_ratio: float = 2.0) -> None:
+    def __init__(self, max_ratio: float = 8.0) -> None:
         self.max_ratio = max_ratio
 
     def __call__(self, image: Image.Image) -> Image.Image:
