@@ -106,6 +106,10 @@ def kernel_environment() -> dict[str, str]:
     return {**os.environ, "COURSE_MODE": "full"}
 
 
+#: Progress bars in JupyterLab are widgets; their text stand-in is no result.
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
 def _cell_text(cell: nbformat.NotebookNode) -> list[str]:
     """The text a code cell printed or returned, line by line (no images, no widgets)."""
     lines = []
@@ -113,11 +117,13 @@ def _cell_text(cell: nbformat.NotebookNode) -> list[str]:
         if output.get("output_type") == "stream" and output.get("name") == "stdout":
             lines += output.get("text", "").splitlines()
         elif output.get("output_type") in ("execute_result", "display_data"):
-            text = output.get("data", {}).get("text/plain", "")
-            if text and "image/png" not in output.get("data", {}):
+            data = output.get("data", {})
+            text = data.get("text/plain", "")
+            if text and "image/png" not in data and WIDGET_MIME not in data:
                 lines += text.splitlines()
     # tqdm bars redrawn with "\r" leave their last state only.
     return [line.rsplit("\r", 1)[-1].strip() for line in lines if line.strip()]
+
 
 
 def headlines(nb: nbformat.NotebookNode) -> list[str]:

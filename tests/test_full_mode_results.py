@@ -110,3 +110,19 @@ def test_lesson_numbers_select_the_course_notebooks():
     assert all(path.name[:2].isdigit() for path in full_mode.lessons([]))
     with pytest.raises(SystemExit, match="'99'"):
         full_mode.lessons(["99"])
+
+
+def test_progress_bar_widgets_are_not_headline_results():
+    cell = new_code_cell("fit()", metadata={"tags": ["result"]})
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={
+                "text/plain": "epochs:   0%|          | 0/10",
+                full_mode.WIDGET_MIME: {"model_id": "x"},
+            },
+        ),
+        nbformat.v4.new_output("stream", name="stdout", text="best valid accuracy 69.9%\n"),
+    ]
+    notebook = new_notebook(cells=[cell])
+    assert full_mode.headlines(notebook) == ["best valid accuracy 69.9%"]
