@@ -45,6 +45,8 @@ CELL_TIMEOUT = 3600  # seconds: a full-mode training cell can take many minutes 
 #: The rows' data, kept in RESULTS.md itself so that a partial run can update some rows.
 DATA_MARKER = "full-mode-data"
 _ACCURACY = re.compile(r"accura", re.IGNORECASE)
+#: Lines that are progress or advice, not results: a per-epoch log line, a warning.
+_NOT_A_RESULT = re.compile(r"^(epoch \d+/\d+\b|WARNING\b)")
 
 
 @dataclass
@@ -127,12 +129,17 @@ def _cell_text(cell: nbformat.NotebookNode) -> list[str]:
 
 
 def headlines(nb: nbformat.NotebookNode) -> list[str]:
-    """Output of the cells tagged ``result``; without any, the lines that mention accuracy."""
+    """Output of the cells tagged ``result``; without any, the lines that mention accuracy.
+
+    Per-epoch log lines and warnings are left out: the table shows what a lesson reached.
+    """
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     tagged = [cell for cell in code if RESULT_TAG in cell.get("metadata", {}).get("tags", [])]
     if tagged:
-        return [line for cell in tagged for line in _cell_text(cell)]
-    return [line for cell in code for line in _cell_text(cell) if _ACCURACY.search(line)]
+        lines = [line for cell in tagged for line in _cell_text(cell)]
+    else:
+        lines = [line for cell in code for line in _cell_text(cell) if _ACCURACY.search(line)]
+    return [line for line in lines if not _NOT_A_RESULT.match(line)]
 
 
 def run_lesson(path: Path, timeout: int = CELL_TIMEOUT) -> LessonResult:

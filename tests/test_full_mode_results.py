@@ -126,3 +126,28 @@ def test_progress_bar_widgets_are_not_headline_results():
     ]
     notebook = new_notebook(cells=[cell])
     assert full_mode.headlines(notebook) == ["best valid accuracy 69.9%"]
+
+
+def test_epoch_log_lines_and_warnings_are_not_headline_results():
+    tagged = result_cell("fit()")
+    tagged.outputs = [
+        nbformat.v4.new_output(
+            "stream",
+            name="stdout",
+            text="epoch 1/10  train loss 1.285 acc 49.0% | valid loss 5.460 acc 64.7%\n"
+            "best valid accuracy 69.9% at epoch 6\n",
+        )
+    ]
+    untagged = new_code_cell("check()")
+    untagged.outputs = [
+        nbformat.v4.new_output(
+            "stream",
+            name="stdout",
+            text="WARNING: class 10 has no validation images, so its accuracy is never measured\n"
+            "valid accuracy 0.50\n",
+        )
+    ]
+    assert full_mode.headlines(new_notebook(cells=[tagged])) == [
+        "best valid accuracy 69.9% at epoch 6"
+    ]
+    assert full_mode.headlines(new_notebook(cells=[untagged])) == ["valid accuracy 0.50"]
