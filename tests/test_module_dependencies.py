@@ -1,6 +1,7 @@
 """The import rules of docs/ARCHITECTURE.md, checked on the source of every coursekit module.
 
-config imports nothing of coursekit; data, models, distributed and viz import only config;
+config and folders (dataset folders on disk, torch-free) import nothing of coursekit; data
+imports config and folders; models, distributed and viz import only config;
 train imports config and distributed; infer builds on config, models and data; the exercises
 stand alone. ``_safe_io`` (atomic writes and the checkpoint value check) is a private leaf
 that train and infer share; ``_model_state`` (a model's device and eval mode) one that
@@ -20,17 +21,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coursekit"
 #: Which coursekit modules each module may import ("exercises" means coursekit.exercises.*).
 ALLOWED: dict[str, set[str]] = {
     "config": set(),
+    "folders": set(),
     "_safe_io": set(),
     "_model_state": set(),
-    "data": {"config"},
+    "data": {"config", "folders"},
     "models": {"config", "_model_state"},
     "distributed": {"config"},
     "train": {"config", "_safe_io", "distributed"},
     "viz": {"config", "_model_state"},
     "recipe": {"config", "data", "models", "train", "infer", "viz", "distributed"},
-    "infer": {"config", "models", "data", "_safe_io", "_model_state"},
+    "infer": {"config", "models", "data", "folders", "_safe_io", "_model_state"},
     "export": {"config", "models", "data", "infer", "_safe_io", "_model_state"},
-    "demo": {"config", "data", "infer", "export", "viz", "_model_state"},
+    "demo": {"config", "folders", "infer", "export", "viz", "_model_state"},
     "exercises": {"exercises"},
 }
 #: The package's front doors: they wire the modules together, so they may import any.
