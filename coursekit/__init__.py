@@ -13,10 +13,7 @@ load without torch. Everything else stays importable from its module, e.g.
 so that their ``____`` placeholder stays out of this namespace.
 """
 
-from __future__ import annotations
-
 import importlib
-from typing import Any
 
 #: Module -> the public names the lessons, benchmarks and tools use from the top level.
 #: Errors a learner may catch and the types the functions return are public too.
@@ -174,7 +171,7 @@ __all__ = [name for names in _PUBLIC_BY_MODULE.values() for name in names]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import the module behind a public name, or the submodule ``name``, on first use.
 
     >>> import coursekit; coursekit.start_lesson.__module__, coursekit.models.__name__

@@ -11,7 +11,9 @@ models, viz and infer share.
 from __future__ import annotations
 
 import ast
+import re
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,26 @@ def test_the_import_finder_sees_every_form_of_import(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert coursekit_imports(source) == {"config", "models", "coursekit", "exercises", "data"}
+
+
+NOTEBOOKS = PACKAGE.parent / "notebooks"
+
+
+def test_all_is_the_public_top_level_and_holds_every_lesson_name():
+    import coursekit
+
+    for name in coursekit.__all__:
+        getattr(coursekit, name)  # each one resolves (and is then bound at the top level)
+    public = {
+        name
+        for name, value in vars(coursekit).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert sorted(coursekit.__all__) == sorted(public)
+    used = {
+        name
+        for notebook in NOTEBOOKS.glob("*.ipynb")
+        for name in re.findall(r"\bck\.([A-Za-z_]\w*)", notebook.read_text(encoding="utf-8"))
+    }
+    assert used, "no ck. names found: the notebooks moved?"
+    assert used - set(coursekit.__all__) == set()
