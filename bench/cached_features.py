@@ -33,9 +33,7 @@ from bench.common import (
     TINY_SIZE,
     ImageSize,
     Runs,
-    apply_threads,
     base_parser,
-    collect_environment,
     grouped_bar_plot,
     interleaved,
     median,
@@ -44,6 +42,7 @@ from bench.common import (
     resnet18_classifier,
     seconds_list,
     section_intro,
+    start_run,
     synthetic_data,
     verdict,
 )
@@ -260,10 +259,7 @@ def plot(results: Sequence[CaseResult]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    apply_threads(args.threads)
-    environment = collect_environment()
-    started = time.perf_counter()
+    args, environment, started = start_run(base_parser(__doc__.splitlines()[0]), argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
     if args.repeats is not None:  # timed epochs = repeats, after epoch 1
         cases = tuple(

@@ -99,6 +99,33 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def start_run(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, dict[str, Any], float]:
+    """Every script's first steps: parse the options, pin the threads, record the machine,
+    start the clock (the recorded time covers the whole run, data generation included).
+
+    >>> args, environment, started = start_run(base_parser("demo"), ["--quick"])  # doctest: +SKIP
+    """
+    args = parser.parse_args(argv)
+    apply_threads(args.threads)
+    return args, collect_environment(), time.perf_counter()
+
+
+def lesson_client(path: Path, timeout: int) -> tuple[Any, Any]:
+    """A lesson notebook read from ``path`` and an nbclient ready to run it in its own
+    folder, as Jupyter would (relative paths in the lesson then resolve the same way).
+
+    >>> nb, client = lesson_client(Path("notebooks/00_environment_check.ipynb"), 600)  # doctest: +SKIP
+    """
+    import nbformat  # here: only the notebook benchmarks need it
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    resources = {"metadata": {"path": str(path.parent)}}
+    return nb, NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources)
+
+
 def command_line(module: str) -> str:
     """The command that reproduces this run, e.g. ``python -m bench.fit_vs_plain --threads 1``.
 

@@ -36,9 +36,7 @@ from bench.common import (
     TINY_SIZE,
     ImageSize,
     Runs,
-    apply_threads,
     base_parser,
-    collect_environment,
     grouped_bar_plot,
     interleaved,
     median,
@@ -47,6 +45,7 @@ from bench.common import (
     resnet18_classifier,
     seconds_list,
     section_intro,
+    start_run,
     synthetic_data,
     verdict,
 )
@@ -357,10 +356,7 @@ def plot(results: Sequence[CaseResult]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    apply_threads(args.threads)
-    environment = collect_environment()
-    started = time.perf_counter()
+    args, environment, started = start_run(base_parser(__doc__.splitlines()[0]), argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
     batch_size = 16 if args.quick else 32
     repeats = args.repeats or (1 if args.quick else 5)
