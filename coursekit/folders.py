@@ -167,14 +167,6 @@ def walk_folder(
     return FolderWalk(sorted(files), sorted(loops), inside)
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    return walk_folder(folder).files
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return walk_folder(folder).images
-
-
 def image_files(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` and its sub-folders, sorted; hidden files/folders ignored.
 
@@ -191,7 +183,7 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
             f"Image folder {root} does not exist (or is not a folder). Check the path; "
             f"relative paths start at the current directory, {Path.cwd()}."
         )
-    files = _image_files(root)
+    files = walk_folder(root).images
     if not files:
         raise FileNotFoundError(
             f"No image files in {root} or its sub-folders (looked for "
