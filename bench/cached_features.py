@@ -43,7 +43,7 @@ from bench.common import (
     seconds_list,
     section_intro,
     start_run,
-    synthetic_data,
+    synthetic_data_for,
     verdict,
 )
 from bench.plain_loops import plain_loaders, plain_train_model
@@ -267,11 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     batch_size = 16 if args.quick else 32
     with tempfile.TemporaryDirectory(prefix="bench-cached-") as tmp:
-        data_dir = synthetic_data(
-            Path(tmp),
-            max(case.train_per_class for case in cases),
-            max(case.valid_per_class for case in cases),
-        )
+        data_dir = synthetic_data_for(Path(tmp), cases)
         results = [measure_case(case, data_dir, batch_size) for case in cases]
     if not args.quick:
         plot(results)

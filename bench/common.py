@@ -308,6 +308,19 @@ def synthetic_data(root: Path, train_per_class: int, valid_per_class: int) -> Pa
         )
 
 
+def synthetic_data_for(root: Path, cases: Sequence[Any]) -> Path:
+    """The synthetic set with as many images per class as the largest of ``cases`` needs
+    (each case has ``train_per_class`` and ``valid_per_class``), generated once for all.
+
+    >>> folder = synthetic_data_for(tmp_path, QUICK_CASES)  # doctest: +SKIP
+    """
+    return synthetic_data(
+        root,
+        max(case.train_per_class for case in cases),
+        max(case.valid_per_class for case in cases),
+    )
+
+
 def resnet18_classifier(seed: int = 0) -> nn.Module:
     """A seeded, randomly initialised torchvision ResNet-18 with one output per class.
 

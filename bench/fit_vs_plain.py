@@ -46,7 +46,7 @@ from bench.common import (
     seconds_list,
     section_intro,
     start_run,
-    synthetic_data,
+    synthetic_data_for,
     verdict,
 )
 from bench.plain_loops import plain_loaders, plain_phase, plain_train_model
@@ -361,11 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     batch_size = 16 if args.quick else 32
     repeats = args.repeats or (1 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as tmp:
-        data_dir = synthetic_data(
-            Path(tmp),
-            max(case.train_per_class for case in cases),
-            max(case.valid_per_class for case in cases),
-        )
+        data_dir = synthetic_data_for(Path(tmp), cases)
         results = [
             measure_case(case, data_dir, batch_size, repeats, args.threads) for case in cases
         ]
