@@ -41,15 +41,14 @@ from bench.common import (
     TINY_SIZE,
     ImageSize,
     Runs,
-    apply_threads,
     base_parser,
-    collect_environment,
     grouped_bar_plot,
     interleaved,
     median,
     random_classifier,
     report,
     section_intro,
+    start_run,
     synthetic_data,
     verdict,
 )
@@ -276,10 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="folder of photos (default: $COURSE_DATA_ROOT/hymenoptera/val if present)",
     )
-    args = parser.parse_args(argv)
-    apply_threads(args.threads)
-    environment = collect_environment()
-    started = time.perf_counter()
+    args, environment, started = start_run(parser, argv)
     size = TINY_SIZE if args.quick else FULL_SIZE
     repeats = args.repeats or (1 if args.quick else 3)
     photos = None if args.quick else find_photos(args.photos)

@@ -33,9 +33,7 @@ from bench.common import (
     TINY_SIZE,
     ImageSize,
     Runs,
-    apply_threads,
     base_parser,
-    collect_environment,
     grouped_bar_plot,
     interleaved,
     median,
@@ -44,7 +42,8 @@ from bench.common import (
     resnet18_classifier,
     seconds_list,
     section_intro,
-    synthetic_data,
+    start_run,
+    synthetic_data_for,
     verdict,
 )
 from bench.plain_loops import plain_loaders, plain_train_model
@@ -260,10 +259,7 @@ def plot(results: Sequence[CaseResult]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    apply_threads(args.threads)
-    environment = collect_environment()
-    started = time.perf_counter()
+    args, environment, started = start_run(base_parser(__doc__.splitlines()[0]), argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
     if args.repeats is not None:  # timed epochs = repeats, after epoch 1
         cases = tuple(
@@ -271,11 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     batch_size = 16 if args.quick else 32
     with tempfile.TemporaryDirectory(prefix="bench-cached-") as tmp:
-        data_dir = synthetic_data(
-            Path(tmp),
-            max(case.train_per_class for case in cases),
-            max(case.valid_per_class for case in cases),
-        )
+        data_dir = synthetic_data_for(Path(tmp), cases)
         results = [measure_case(case, data_dir, batch_size) for case in cases]
     if not args.quick:
         plot(results)

@@ -99,6 +99,33 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def start_run(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, dict[str, Any], float]:
+    """Every script's first steps: parse the options, pin the threads, record the machine,
+    start the clock (the recorded time covers the whole run, data generation included).
+
+    >>> args, environment, started = start_run(base_parser("demo"), ["--quick"])  # doctest: +SKIP
+    """
+    args = parser.parse_args(argv)
+    apply_threads(args.threads)
+    return args, collect_environment(), time.perf_counter()
+
+
+def lesson_client(path: Path, timeout: int) -> tuple[Any, Any]:
+    """A lesson notebook read from ``path`` and an nbclient ready to run it in its own
+    folder, as Jupyter would (relative paths in the lesson then resolve the same way).
+
+    >>> nb, client = lesson_client(Path("notebooks/00_environment_check.ipynb"), 600)  # doctest: +SKIP
+    """
+    import nbformat  # here: only the notebook benchmarks need it
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    resources = {"metadata": {"path": str(path.parent)}}
+    return nb, NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources)
+
+
 def command_line(module: str) -> str:
     """The command that reproduces this run, e.g. ``python -m bench.fit_vs_plain --threads 1``.
 
@@ -279,6 +306,19 @@ def synthetic_data(root: Path, train_per_class: int, valid_per_class: int) -> Pa
         return make_synthetic(
             root, train_per_class=train_per_class, valid_per_class=valid_per_class
         )
+
+
+def synthetic_data_for(root: Path, cases: Sequence[Any]) -> Path:
+    """The synthetic set with as many images per class as the largest of ``cases`` needs
+    (each case has ``train_per_class`` and ``valid_per_class``), generated once for all.
+
+    >>> folder = synthetic_data_for(tmp_path, QUICK_CASES)  # doctest: +SKIP
+    """
+    return synthetic_data(
+        root,
+        max(case.train_per_class for case in cases),
+        max(case.valid_per_class for case in cases),
+    )
 
 
 def resnet18_classifier(seed: int = 0) -> nn.Module:

@@ -35,15 +35,14 @@ from bench.common import (
     TINY_SIZE,
     ImageSize,
     Runs,
-    apply_threads,
     base_parser,
-    collect_environment,
     interleaved,
     median,
     ratio,
     report,
     seconds_list,
     section_intro,
+    start_run,
     verdict,
 )
 
@@ -207,10 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--per-class", type=int, default=None, help="at most this many images per class and split"
     )
-    args = parser.parse_args(argv)
-    apply_threads(args.threads)
-    environment = collect_environment()
-    started = time.perf_counter()
+    args, environment, started = start_run(parser, argv)
     size = TINY_SIZE if args.quick else FULL_SIZE
     batch_size = 8 if args.quick else BATCH_SIZE
     repeats = args.repeats or (1 if args.quick else 2)

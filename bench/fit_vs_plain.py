@@ -36,9 +36,7 @@ from bench.common import (
     TINY_SIZE,
     ImageSize,
     Runs,
-    apply_threads,
     base_parser,
-    collect_environment,
     grouped_bar_plot,
     interleaved,
     median,
@@ -47,7 +45,8 @@ from bench.common import (
     resnet18_classifier,
     seconds_list,
     section_intro,
-    synthetic_data,
+    start_run,
+    synthetic_data_for,
     verdict,
 )
 from bench.plain_loops import plain_loaders, plain_phase, plain_train_model
@@ -357,19 +356,12 @@ def plot(results: Sequence[CaseResult]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    apply_threads(args.threads)
-    environment = collect_environment()
-    started = time.perf_counter()
+    args, environment, started = start_run(base_parser(__doc__.splitlines()[0]), argv)
     cases = QUICK_CASES if args.quick else FULL_CASES
     batch_size = 16 if args.quick else 32
     repeats = args.repeats or (1 if args.quick else 5)
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as tmp:
-        data_dir = synthetic_data(
-            Path(tmp),
-            max(case.train_per_class for case in cases),
-            max(case.valid_per_class for case in cases),
-        )
+        data_dir = synthetic_data_for(Path(tmp), cases)
         results = [
             measure_case(case, data_dir, batch_size, repeats, args.threads) for case in cases
         ]

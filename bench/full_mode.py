@@ -33,10 +33,9 @@ from pathlib import Path
 import nbformat
 import psutil
 import torch
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-from bench.common import REPO_ROOT, cpu_model
+from bench.common import REPO_ROOT, cpu_model, lesson_client
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 RESULTS_MD = REPO_ROOT / "docs" / "RESULTS.md"
@@ -144,13 +143,7 @@ def headlines(nb: nbformat.NotebookNode) -> list[str]:
 
 def run_lesson(path: Path, timeout: int = CELL_TIMEOUT) -> LessonResult:
     """Execute ``path`` once in full mode (in its own folder); time, peak memory, headlines."""
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
+    nb, client = lesson_client(path, timeout)
     status = "ok"
     started = time.perf_counter()
     with PeakMemory() as peak:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 from bench.common import (
@@ -32,6 +31,7 @@ from bench.common import (
     REPO_ROOT,
     base_parser,
     collect_environment,
+    lesson_client,
     report,
     section_intro,
 )
@@ -86,13 +86,7 @@ def _slowest_cell(nb: nbformat.NotebookNode) -> tuple[str, float]:
 
 def time_notebook(path: Path) -> NotebookResult:
     """Execute ``path`` once with nbclient (in its own folder) and time it."""
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
+    nb, client = lesson_client(path, CELL_TIMEOUT)
     error = None
     started = time.perf_counter()
     try:

@@ -28,14 +28,13 @@ from bench.common import (
     SMOKE_SIZE,
     TINY_SIZE,
     ImageSize,
-    apply_threads,
     base_parser,
-    collect_environment,
     interleaved,
     ratio,
     report,
     resnet18_classifier,
     section_intro,
+    start_run,
     synthetic_data,
 )
 from bench.plain_loops import PHASES, plain_loaders, plain_phase
@@ -203,10 +202,7 @@ channels-last, smaller images, fewer trained layers, a GPU).
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    apply_threads(args.threads)
-    environment = collect_environment()
-    started = time.perf_counter()
+    args, environment, started = start_run(base_parser(__doc__.splitlines()[0]), argv)
     size, per_class, batch_size = (TINY_SIZE, 2, 16) if args.quick else (FULL_SIZE, 4, 32)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         data_dir = synthetic_data(Path(tmp), per_class, per_class)

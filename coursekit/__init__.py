@@ -5,172 +5,189 @@ Lessons import it as ``import coursekit as ck`` and call everything from the top
     >>> settings = ck.start_lesson()                       # doctest: +SKIP
     >>> data_dir = ck.find_dataset("flowers102", settings)  # doctest: +SKIP
 
-Each name lives in one small module (see docs/ARCHITECTURE.md): ``config`` (run modes),
-``data`` (folders to loaders), ``models`` (architectures, pretrained weights, freezing),
-``train`` (the fit loop and checkpoints), ``viz`` (pictures), ``infer`` (predictions,
-timing, bundles), ``export`` (ONNX files and ONNX Runtime), ``demo`` (a web page).
-Exercises live in ``coursekit.exercises`` so that their ``____``
-placeholder stays out of this namespace.
+Each name lives in one small module (see docs/ARCHITECTURE.md); ``__all__`` lists the
+lessons' names grouped by that module. A module is imported on the first use of one of
+its names (PEP 562), so that ``coursekit.folders`` (and ``python -m data_scripts``)
+load without torch. Everything else stays importable from its module, e.g.
+``from coursekit.data import LimitAspectRatio``. Exercises live in ``coursekit.exercises``
+so that their ``____`` placeholder stays out of this namespace.
 """
 
-from coursekit.config import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    NON_SETTING_VARIABLES,
-    Settings,
-    SettingsError,
-    default_num_workers,
-    describe_overrides,
-    get_settings,
-    pick_device,
-    seed_everything,
-    start_lesson,
-    strict_warnings,
-)
-from coursekit.data import (
-    COURSE_DATASETS,
-    IMAGE_EXTENSIONS,
-    LABEL_MAP_NAME,
-    VALID_SPLIT_NAMES,
-    DatasetLayoutError,
-    DatasetMissingError,
-    DatasetReport,
-    DatasetStatus,
-    FolderWalk,
-    ImageFolderDataset,
-    LimitAspectRatio,
-    Problem,
-    UnreadableImageError,
-    build_datasets,
-    check_dataset,
-    class_counts,
-    compute_mean_std,
-    dataset_status,
-    eval_transforms,
-    find_classes,
-    find_dataset,
-    image_files,
-    is_hidden,
-    load_image,
-    load_label_names,
-    make_loaders,
-    normalization_of,
-    printable_path,
-    readable_class_names,
-    split_samples,
-    to_rgb,
-    train_transforms,
-    walk_folder,
-    weights_transforms,
-)
-from coursekit.demo import DemoInputError, build_app, classify, serve
-from coursekit.distributed import (
-    barrier,
-    init_distributed,
-    is_distributed,
-    is_main_process,
-    rank,
-    shard_loader,
-    shutdown_distributed,
-    unwrap,
-    world_size,
-)
-from coursekit.export import (
-    ExportReport,
-    OnnxExportError,
-    OnnxModel,
-    ParityReport,
-    check_parity,
-    export_onnx,
-    load_onnx,
-    quantize_onnx,
-)
-from coursekit.infer import (
-    BatchSpeeds,
-    Bundle,
-    BundleError,
-    Prediction,
-    TimingResult,
-    collect_predictions,
-    compare_one_by_one_vs_batched,
-    confusion_matrix,
-    evaluating,
-    export_bundle,
-    load_bundle,
-    measure_batch_speeds,
-    per_class_accuracy,
-    predict_folder,
-    predict_image,
-    predict_images,
-    predictions_table,
-    save_predictions_csv,
-    time_inference,
-    top_k_accuracy,
-)
-from coursekit.models import (
-    VGG,
-    VGG_CFGS,
-    BasicBlock,
-    Bottleneck,
-    KerasParameterCount,
-    ResNet,
-    WeightsUnavailableError,
-    architecture_options,
-    count_parameters,
-    feature_map_sizes,
-    freeze,
-    freeze_batchnorm_statistics,
-    get_weights,
-    head_name,
-    keras_style_parameter_count,
-    make_vgg,
-    model_summary,
-    param_groups,
-    pretrained,
-    random_init_model,
-    replace_head,
-    resnet18,
-    resnet34,
-    resnet50,
-    trainable_parameter_names,
-    unfreeze,
-    weights_cached,
-    weights_hash_mismatch,
-    weights_path,
-    without_head,
-)
-from coursekit.train import (
-    CHECKPOINT_FORMAT_VERSION,
-    CheckpointError,
-    CheckpointInUseError,
-    CheckpointMismatchError,
-    EpochCallback,
-    History,
-    estimate_fit_seconds,
-    evaluate,
-    extract_features,
-    feature_loaders,
-    fit,
-    fit_on_features,
-    last_checkpoint_path,
-    load_checkpoint,
-    load_or_train,
-    save_checkpoint,
-    train_one_epoch,
-)
-from coursekit.viz import (
-    LivePlot,
-    TensorBoardLogger,
-    grad_cam,
-    im_convert,
-    plot_class_counts,
-    plot_confusion_matrix,
-    plot_history,
-    show_augmentations,
-    show_batch,
-    show_grad_cam,
-    show_misclassified,
-    show_predictions,
-)
+import importlib
 
+#: Module -> the public names the lessons, benchmarks and tools use from the top level.
+#: Errors a learner may catch and the types the functions return are public too.
+_PUBLIC_BY_MODULE: dict[str, tuple[str, ...]] = {
+    # config: run modes and settings, seeds, devices
+    "config": (
+        "IMAGENET_MEAN",
+        "IMAGENET_STD",
+        "Settings",
+        "SettingsError",
+        "default_num_workers",
+        "get_settings",
+        "pick_device",
+        "seed_everything",
+        "start_lesson",
+    ),
+    # folders: images on disk, read one image, check a dataset folder (no torch)
+    "folders": (
+        "VALID_SPLIT_NAMES",
+        "DatasetReport",
+        "UnreadableImageError",
+        "check_dataset",
+        "image_files",
+        "is_hidden",
+        "load_image",
+    ),
+    # data: datasets, loaders, transforms, label names
+    "data": (
+        "DatasetLayoutError",
+        "DatasetMissingError",
+        "DatasetStatus",
+        "ImageFolderDataset",
+        "build_datasets",
+        "class_counts",
+        "compute_mean_std",
+        "dataset_status",
+        "eval_transforms",
+        "find_classes",
+        "find_dataset",
+        "load_label_names",
+        "make_loaders",
+        "readable_class_names",
+        "split_samples",
+        "train_transforms",
+        "weights_transforms",
+    ),
+    # models: architectures, pretrained weights, heads, freezing, summaries
+    "models": (
+        "VGG_CFGS",
+        "KerasParameterCount",
+        "WeightsUnavailableError",
+        "count_parameters",
+        "feature_map_sizes",
+        "freeze",
+        "freeze_batchnorm_statistics",
+        "get_weights",
+        "head_name",
+        "keras_style_parameter_count",
+        "make_vgg",
+        "model_summary",
+        "param_groups",
+        "pretrained",
+        "random_init_model",
+        "replace_head",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "unfreeze",
+        "weights_cached",
+        "weights_path",
+        "without_head",
+    ),
+    # train: the fit loop, cached features, checkpoints
+    "train": (
+        "CheckpointError",
+        "CheckpointInUseError",
+        "CheckpointMismatchError",
+        "History",
+        "estimate_fit_seconds",
+        "evaluate",
+        "extract_features",
+        "feature_loaders",
+        "fit",
+        "fit_on_features",
+        "last_checkpoint_path",
+        "load_checkpoint",
+        "load_or_train",
+        "train_one_epoch",
+    ),
+    # distributed: the same fit on several processes (torchrun)
+    "distributed": (
+        "init_distributed",
+        "is_distributed",
+        "is_main_process",
+        "shard_loader",
+        "shutdown_distributed",
+        "unwrap",
+        "world_size",
+    ),
+    # viz: pictures of data, training and predictions
+    "viz": (
+        "LivePlot",
+        "TensorBoardLogger",
+        "grad_cam",
+        "im_convert",
+        "plot_class_counts",
+        "plot_confusion_matrix",
+        "plot_history",
+        "show_augmentations",
+        "show_batch",
+        "show_grad_cam",
+        "show_misclassified",
+        "show_predictions",
+    ),
+    # infer: predictions, accuracy, timing, bundles
+    "infer": (
+        "BatchSpeeds",
+        "Bundle",
+        "BundleError",
+        "Prediction",
+        "TimingResult",
+        "collect_predictions",
+        "compare_one_by_one_vs_batched",
+        "confusion_matrix",
+        "export_bundle",
+        "load_bundle",
+        "measure_batch_speeds",
+        "per_class_accuracy",
+        "predict_folder",
+        "predict_image",
+        "predict_images",
+        "predictions_table",
+        "save_predictions_csv",
+        "time_inference",
+        "top_k_accuracy",
+    ),
+    # export: ONNX files and ONNX Runtime
+    "export": (
+        "ExportReport",
+        "OnnxExportError",
+        "OnnxModel",
+        "ParityReport",
+        "check_parity",
+        "export_onnx",
+        "load_onnx",
+        "quantize_onnx",
+    ),
+    # demo: a web page that classifies an uploaded photo
+    "demo": ("DemoInputError", "build_app", "classify", "serve"),
+}
+_MODULE_OF: dict[str, str] = {
+    name: module for module, names in _PUBLIC_BY_MODULE.items() for name in names
+}
+__all__ = [name for names in _PUBLIC_BY_MODULE.values() for name in names]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """Import the module behind a public name, or the submodule ``name``, on first use.
+
+    >>> import coursekit; coursekit.start_lesson.__module__, coursekit.models.__name__
+    ('coursekit.config', 'coursekit.models')
+    """
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(f"coursekit.{_MODULE_OF[name]}"), name)
+        globals()[name] = value  # the next use is a plain attribute lookup
+        return value
+    try:
+        return importlib.import_module(f"coursekit.{name}")  # ck.models, ck.recipe, ...
+    except ModuleNotFoundError as missing:
+        if missing.name != f"coursekit.{name}":
+            raise
+    raise AttributeError(f"module 'coursekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from coursekit import distributed
 from coursekit.config import Settings, SettingsError, describe_overrides, get_settings
-from coursekit.data import DatasetLayoutError, DatasetMissingError, check_dataset
+from coursekit.data import DatasetLayoutError, DatasetMissingError
+from coursekit.folders import check_dataset
 from coursekit.models import WeightsUnavailableError
 from coursekit.recipe import train_recipe
 

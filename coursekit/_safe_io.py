@@ -1,6 +1,7 @@
 """Writing files that are never left half-written, holding values that load safely.
 
-Shared by ``train`` (checkpoints) and ``infer`` (bundles, CSVs); imports nothing of coursekit.
+Shared by ``train`` (checkpoints), ``infer`` (bundles, CSVs) and data_scripts (copies);
+imports nothing of coursekit, and torch only to check values.
 
     >>> with atomic_write(Path("runs/table.csv"), "w") as handle:  # doctest: +SKIP
     ...     handle.write("file,label\\n")
@@ -17,8 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
-
-import torch
 
 #: What ``torch.load(weights_only=True)`` reads back, besides tensors, lists and dicts.
 #: Exact types only: numpy scalars or Path objects would be refused at load time.
@@ -169,6 +168,8 @@ def first_unsafe_value(value: Any, name: str) -> tuple[str, str] | None:
             if found := first_unsafe_value(item, f"{name}[{index}]"):
                 return found
         return None
+    import torch  # here: data_scripts' atomic writes must not load torch
+
     if type(value) in PLAIN_TYPES or isinstance(value, torch.Tensor):
         return None
     return name, type(value).__name__

@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
+
+if typing.TYPE_CHECKING:
+    import torch
 
 Mode = Literal["smoke", "full"]
 MODES: tuple[str, ...] = ("smoke", "full")
@@ -489,6 +491,8 @@ def pick_device(preference: str = "auto") -> torch.device:
     >>> pick_device("cpu")
     device(type='cpu')
     """
+    import torch  # here: `python -m data_scripts` reads settings without loading torch
+
     if preference != "auto":
         if preference.startswith("cuda") and not torch.cuda.is_available():
             raise SettingsError(
@@ -511,10 +515,12 @@ def pick_device(preference: str = "auto") -> torch.device:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so that a run can be repeated.
 
-    >>> seed_everything(0); a = torch.rand(1); seed_everything(0)
+    >>> import torch; seed_everything(0); a = torch.rand(1); seed_everything(0)
     >>> bool(a == torch.rand(1))
     True
     """
+    import torch  # here: `python -m data_scripts` reads settings without loading torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -27,8 +27,8 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 
-from coursekit.data import UnreadableImageError, load_image, to_rgb
 from coursekit.export import OnnxModel, load_onnx
+from coursekit.folders import UnreadableImageError, load_image, to_rgb
 from coursekit.infer import Bundle, load_bundle, predict_image
 from coursekit.viz import grad_cam, im_convert
 

@@ -39,18 +39,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from coursekit import models
 from coursekit._model_state import eval_mode, model_device
 from coursekit._safe_io import atomic_write, first_unsafe_value
 from coursekit.config import pick_device
-from coursekit.data import (
+from coursekit.data import eval_transforms
+from coursekit.folders import (
     UnreadableImageError,
-    eval_transforms,
+    format_table,
     image_files,
     load_image,
     printable_path,
     to_rgb,
 )
+from coursekit.models import architecture_options, random_init_model, resnet18, resnet34, resnet50
 
 #: An image given by its path or already opened with PIL.
 ImageInput: TypeAlias = str | os.PathLike | Image.Image
@@ -72,9 +73,9 @@ _EXPORT_CALL = (
 #: Architecture names that build coursekit's from-scratch networks. Their state_dict keys
 #: equal torchvision's, so a bundle exported under either name loads into either model.
 COURSEKIT_ARCHS: dict[str, Callable[..., nn.Module]] = {
-    "coursekit.resnet18": models.resnet18,
-    "coursekit.resnet34": models.resnet34,
-    "coursekit.resnet50": models.resnet50,
+    "coursekit.resnet18": resnet18,
+    "coursekit.resnet34": resnet34,
+    "coursekit.resnet50": resnet50,
 }
 
 
@@ -735,19 +736,7 @@ def predictions_table(predictions: Sequence[Prediction], top_k: int | None = Non
         for row, p in zip(rows, predictions, strict=True):
             best = zip(p.top_classes[:k], p.top_probs[:k], strict=True)
             row.append(", ".join(f"{name} {prob:.2f}" for name, prob in best))
-    return _format_table(headers, rows, numeric_columns={2, 3})
-
-
-def _format_table(headers: list[str], rows: list[list[str]], numeric_columns: set[int]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(width) if i in numeric_columns else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+    return format_table(headers, rows, numeric_columns={2, 3})
 
 
 def _shorten(text: str, width: int = 40) -> str:
@@ -970,7 +959,7 @@ def export_bundle(
             f"{where}: class_names must be a non-empty list of strings, got {names!r}."
         )
     state_dict = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    options = {} if arch in COURSEKIT_ARCHS else models.architecture_options(model, arch)
+    options = {} if arch in COURSEKIT_ARCHS else architecture_options(model, arch)
     # Build the reference on the meta device: shapes only, no memory and no random init.
     with torch.device("meta"):
         reference = _build_model(arch, len(names), where, options)
@@ -1132,14 +1121,14 @@ def _build_model(
 ) -> nn.Module:
     """A randomly initialised model of architecture ``arch`` with ``num_classes`` outputs.
 
-    torchvision models are built as ``models.pretrained`` builds them, adjusted by
+    torchvision models are built as ``coursekit.models.pretrained`` builds them, adjusted by
     ``options`` (the ``arch_options`` of a googlenet or inception_v3 bundle).
     """
     if arch in COURSEKIT_ARCHS:
         return COURSEKIT_ARCHS[arch](num_classes=num_classes)
     torchvision_archs = torchvision.models.list_models(module=torchvision.models)
     if arch in torchvision_archs:
-        return models.random_init_model(arch, num_classes, **(options or {}))
+        return random_init_model(arch, num_classes, **(options or {}))
     close = difflib.get_close_matches(
         str(arch).lower(), [*torchvision_archs, *COURSEKIT_ARCHS], n=3
     )

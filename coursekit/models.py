@@ -24,7 +24,7 @@ import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
@@ -515,8 +515,50 @@ def weights_path(name: str, weights: str | WeightsEnum = "DEFAULT") -> Path:
     >>> weights_path("resnet18").name
     'resnet18-f37072fd.pth'
     """
-    url = get_weights(name, weights).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    return checkpoint_dir() / weights_file_name(get_weights(name, weights).url)
+
+
+def checkpoint_dir() -> Path:
+    """The one folder of pretrained weights: torch.hub's cache (follows ``TORCH_HOME``).
+
+    ``python -m data_scripts weights`` fills it; torchvision's builders read it.
+
+    >>> checkpoint_dir().name
+    'checkpoints'
+    """
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def weights_file_name(url: str) -> str:
+    """The file name torch.hub gives a download: the URL's last path part.
+
+    >>> weights_file_name("https://download.pytorch.org/models/resnet18-f37072fd.pth")
+    'resnet18-f37072fd.pth'
+    """
+    return PurePosixPath(urlparse(url).path).name
+
+
+def expected_hash_prefix(file_name: str) -> str | None:
+    """The start of the file's SHA-256 that torchvision puts in its names, if any.
+
+    >>> expected_hash_prefix("resnet18-f37072fd.pth"), expected_hash_prefix("mine.pth")
+    ('f37072fd', None)
+    """
+    match = torch.hub.HASH_REGEX.search(file_name)
+    return match.group(1) if match and match.group(1) else None
+
+
+def download_weights_file(url: str, path: Path, *, progress: bool = True) -> None:
+    """Download ``url`` to ``path``, kept only if its SHA-256 starts as its name promises.
+
+    torch.hub writes a temporary file and renames it once checked; a failed download
+    raises ``OSError`` (no network) or ``RuntimeError`` (wrong hash), which each caller
+    explains to its own reader.
+
+    >>> download_weights_file(ResNet18_Weights.DEFAULT.url, weights_path("resnet18"))  # doctest: +SKIP
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(path), expected_hash_prefix(path.name), progress)
 
 
 def weights_cached(name: str, weights: str | WeightsEnum = "DEFAULT") -> bool:
@@ -558,8 +600,7 @@ def weights_hash_mismatch(path: Path) -> str | None:
     >>> weights_hash_mismatch(weights_path("resnet18"))  # doctest: +SKIP
     'its SHA-256 starts with 0badc0de, its name says f37072fd'
     """
-    match = torch.hub.HASH_REGEX.search(path.name)
-    prefix = match.group(1) if match else None
+    prefix = expected_hash_prefix(path.name)
     if not prefix:
         return None
     with path.open("rb") as stream:
@@ -628,12 +669,8 @@ def _download_weights(name: str, weights: WeightsEnum, path: Path) -> None:
     Called directly rather than through torchvision, which first prints "Downloading: URL"
     even when there is no network, right above the error that says so.
     """
-    match = torch.hub.HASH_REGEX.search(path.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(
-            weights.url, str(path), match.group(1) if match else None, progress=True
-        )
+        download_weights_file(weights.url, path)
     except (OSError, RuntimeError) as error:  # no network, timeout, or a damaged download
         raise WeightsUnavailableError(
             _unavailable_message(name, weights, f"the download failed ({error})")

@@ -226,23 +226,12 @@ def _train_head(
     )
     del backbone
     loaders = feature_loaders(train_features, valid_features, batch_size, seed=settings.seed)
-    optimizer = torch.optim.Adam(head.parameters(), lr=settings.lr)
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=settings.lr_step_size, gamma=settings.lr_gamma
-    )
-    history = fit(
-        head,
-        _dealt_from_one_shuffle(loaders, settings.seed),
-        nn.CrossEntropyLoss(),
-        optimizer,
-        epochs=settings.epochs,
-        scheduler=scheduler,
-        device=device,
-        checkpoint_path=out / HEAD_CHECKPOINT,
-        metadata={"arch": settings.arch, "num_classes": len(train_ds.classes), "part": "head"},
-        callbacks=_callbacks(tensorboard_dir, "head"),
-        seed=settings.seed,
-    )
+    metadata = {"arch": settings.arch, "num_classes": len(train_ds.classes), "part": "head"}
+    history = _run_phase(
+        head, loaders, head.parameters(), lr=settings.lr, lr_step_size=settings.lr_step_size,
+        epochs=settings.epochs, checkpoint_path=out / HEAD_CHECKPOINT, metadata=metadata,
+        amp=None, phase="head", settings=settings, device=device, tensorboard_dir=tensorboard_dir,
+    )  # fmt: skip
     ddp.barrier()
     load_checkpoint(out / HEAD_CHECKPOINT, head)  # the best epoch, not the last
     return history
@@ -262,25 +251,50 @@ def _fine_tune(
 ) -> History:
     """Phase 2: everything trains, the backbone slower than the head, with a new scheduler."""
     unfreeze(model)
-    optimizer = torch.optim.Adam(
-        param_groups(model, settings.fine_tune_lr, settings.head_lr_multiplier)
-    )
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=settings.fine_tune_lr_step_size, gamma=settings.lr_gamma
-    )
+    groups = param_groups(model, settings.fine_tune_lr, settings.head_lr_multiplier)
     loaders = make_loaders(train_ds, valid_ds, batch_size, settings.num_workers, settings.seed)
+    return _run_phase(
+        model, loaders, groups, lr=settings.fine_tune_lr,
+        lr_step_size=settings.fine_tune_lr_step_size, epochs=settings.fine_tune_epochs,
+        checkpoint_path=out / CHECKPOINT, metadata=metadata, amp=amp, phase="fine_tune",
+        settings=settings, device=device, tensorboard_dir=tensorboard_dir,
+    )  # fmt: skip
+
+
+def _run_phase(
+    model: nn.Module,
+    loaders: Any,
+    parameters: Any,
+    *,
+    lr: float,
+    lr_step_size: int,
+    epochs: int,
+    checkpoint_path: Path,
+    metadata: dict[str, Any],
+    amp: bool | None,
+    phase: str,
+    settings: Settings,
+    device: torch.device,
+    tensorboard_dir: str | os.PathLike[str] | None,
+) -> History:
+    """One phase of the recipe: Adam over ``parameters`` (a list, or param groups with their
+    own lr), a StepLR every ``lr_step_size`` epochs, and ``fit`` with its checkpoints."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=lr_step_size, gamma=settings.lr_gamma
+    )
     return fit(
         model,
         _dealt_from_one_shuffle(loaders, settings.seed),
         nn.CrossEntropyLoss(),
         optimizer,
-        epochs=settings.fine_tune_epochs,
+        epochs=epochs,
         scheduler=scheduler,
         device=device,
-        checkpoint_path=out / CHECKPOINT,
+        checkpoint_path=checkpoint_path,
         metadata=metadata,
         amp=amp,
-        callbacks=_callbacks(tensorboard_dir, "fine_tune"),
+        callbacks=_callbacks(tensorboard_dir, phase),
         seed=settings.seed,
     )
 

@@ -473,13 +473,11 @@ def _fit(
             epoch_bar.set_postfix_str(_epoch_summary(history))
             for callback in callbacks if ddp.is_main_process() else ():
                 callback(history)
-    except KeyboardInterrupt:
+    # Ctrl-C, or a full disk: neither may cost the learner the epochs already trained.
+    except (KeyboardInterrupt, NotWritableError) as stop:
         history.interrupted = True
-        if ddp.is_main_process():
-            print(_interrupt_message(epoch, epochs, history, checkpoint_path, saved))
-    except NotWritableError as error:  # a full disk must not cost the learner the run
-        history.interrupted = True
-        print(_not_written_message(error, epoch, epochs, history, checkpoint_path, saved))
+        if ddp.is_main_process() or isinstance(stop, NotWritableError):
+            print(_stop_message(stop, epoch, epochs, history, checkpoint_path, saved))
     finally:
         epoch_bar.close()
     return history
@@ -642,13 +640,26 @@ def _epoch_summary(history: History) -> str:
     )
 
 
-def _interrupt_message(
+def _stop_message(
+    stop: KeyboardInterrupt | NotWritableError,
     epoch: int,
     epochs: int,
     history: History,
     checkpoint_path: str | os.PathLike[str] | None,
     saved: _SavedEpochs,
 ) -> str:
+    """Why training stopped (Ctrl-C or a full disk), and what the History and the files hold."""
+    if isinstance(stop, NotWritableError):
+        on_disk = (
+            f"{checkpoint_path} still holds epoch {saved.best} and "
+            f"{last_checkpoint_path(checkpoint_path)} epoch {saved.last}"
+            if saved.best
+            else "no checkpoint was written"
+        )
+        return (
+            f"Training stopped in epoch {epoch} of {epochs}: {stop} The history of "
+            f"{history.epochs_done} finished epoch(s) is returned; {on_disk}."
+        )
     stopped = (
         f"Training stopped during epoch {epoch} of {epochs}; returning the history of "
         f"{history.epochs_done} finished epoch(s)."
@@ -670,27 +681,6 @@ def _interrupt_message(
     return (
         f"{kept} To continue after epoch {saved.last}, run fit again with "
         f"resume_from='{last_checkpoint_path(checkpoint_path)}'."
-    )
-
-
-def _not_written_message(
-    error: NotWritableError,
-    epoch: int,
-    epochs: int,
-    history: History,
-    checkpoint_path: str | os.PathLike[str] | None,
-    saved: _SavedEpochs,
-) -> str:
-    """One line: why training stopped, and what the History and the files on disk hold."""
-    on_disk = (
-        f"{checkpoint_path} still holds epoch {saved.best} and "
-        f"{last_checkpoint_path(checkpoint_path)} epoch {saved.last}"
-        if saved.best
-        else "no checkpoint was written"
-    )
-    return (
-        f"Training stopped in epoch {epoch} of {epochs}: {error} The history of "
-        f"{history.epochs_done} finished epoch(s) is returned; {on_disk}."
     )
 
 

@@ -232,16 +232,16 @@ def _run_weights(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from data_scripts.layout import verify_dataset
+    from data_scripts.layout import describe_problem, verify_dataset
 
     report = verify_dataset(args.target, args.root)
     print(f"{report.root}: {'OK' if report.ok else 'PROBLEMS'} ({report.total_images} images)")
     if report.counts:
-        print(report.format_table())
+        print(report.table())
     for warning in report.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {describe_problem(warning, report.root)}")
     for problem in report.problems:
-        print(f"problem: {problem}")
+        print(f"problem: {describe_problem(problem, report.root)}")
     return 0 if report.ok else 1
 
 

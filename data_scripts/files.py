@@ -18,15 +18,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-# One definition of "image" and "hidden" for the lessons' loaders and these scripts, so
-# that `verify` counts exactly the files a lesson will load.
-from coursekit._safe_io import unwritable_cause
+# One definition of "hidden" and of the label map's name for the lessons' loaders and
+# these scripts (coursekit.folders loads without torch).
+from coursekit._safe_io import atomic_write, unwritable_cause
 from coursekit.config import get_settings
-from coursekit.data import IMAGE_EXTENSIONS, is_hidden
+from coursekit.folders import LABEL_MAP_NAME, is_hidden
 from data_scripts.locks import is_held_elsewhere, try_lock
-
-#: The label map file next to the splits, as in the flowers102 lesson.
-LABEL_MAP_FILE = "cat_to_name.json"
 
 
 def resolve_data_root(root: Path | str | None) -> Path:
@@ -40,35 +37,13 @@ def resolve_data_root(root: Path | str | None) -> Path:
     return get_settings().data_root
 
 
-def visible_dirs(folder: Path) -> list[Path]:
-    """The sub-folders of ``folder`` that are not hidden, sorted by name.
-
-    >>> visible_dirs(Path("hymenoptera"))  # doctest: +SKIP
-    [PosixPath('hymenoptera/train'), PosixPath('hymenoptera/val')]
-    """
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p))
-
-
-def image_files(folder: Path) -> list[Path]:
-    """The image files directly inside ``folder`` (hidden ones skipped), sorted by name.
-
-    >>> [p.name for p in image_files(Path("hymenoptera/train/ants"))][:1]  # doctest: +SKIP
-    ['0013035.jpg']
-    """
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-
-
 def write_label_map(folder: Path, names: Sequence[str]) -> Path:
     """Write ``cat_to_name.json`` mapping "1".."N" to ``names`` (class folders are numbers).
 
     >>> write_label_map(Path(tmp), ["circle", "square"]).name  # doctest: +SKIP
     'cat_to_name.json'
     """
-    path = folder / LABEL_MAP_FILE
+    path = folder / LABEL_MAP_NAME
     mapping = {str(number): name for number, name in enumerate(names, start=1)}
     path.write_text(json.dumps(mapping, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
@@ -181,12 +156,10 @@ class _StopCopying(Exception):
 def copy_file_atomically(source: Path, destination: Path) -> None:
     """Copy one file so that ``destination`` never exists half-written.
 
+    Through coursekit's one ``atomic_write``: a temporary file, fsynced, then renamed, so a
+    power cut cannot leave a renamed but empty weights file either.
+
     >>> copy_file_atomically(Path("resnet18-f37072fd.pth"), cache / "resnet18-f37072fd.pth")  # doctest: +SKIP
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        shutil.copyfile(source, partial)
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
+    with source.open("rb") as original, atomic_write(destination) as copy:
+        shutil.copyfileobj(original, copy)

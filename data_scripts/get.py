@@ -17,17 +17,22 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from coursekit._safe_io import explained_write_errors
+from coursekit.folders import LABEL_MAP_NAME
 from data_scripts.download import download_file, extract_archive
 from data_scripts.errors import DataScriptError, LayoutError
 from data_scripts.files import (
-    LABEL_MAP_FILE,
     copy_visible_tree,
     publish,
     resolve_data_root,
     scratch_dir,
 )
 from data_scripts.flowers import convert_flowers102
-from data_scripts.layout import check_layout, locate_dataset_root
+from data_scripts.layout import (
+    check_layout,
+    describe_problem,
+    locate_dataset_root,
+    raise_for_problems,
+)
 from data_scripts.registry import DOWNLOADABLE, DatasetSpec, RemoteFile, dataset_spec
 
 #: Downloaded archives are kept here (hidden, so no lesson mistakes it for a dataset):
@@ -85,11 +90,9 @@ def get_dataset(
     ):
         job = _Job(spec, target, scratch, root / DOWNLOADS_FOLDER, force, progress)
         built = _build(job, source)
-        check_layout(built, spec).raise_for_problems(
-            _describe_source(source), spec, _untouched(target)
-        )
+        report = check_layout(built, spec)
+        raise_for_problems(report, _describe_source(source), spec, _untouched(target))
         publish(built, target)
-    report = check_layout(target, spec)
     splits = ", ".join(f"{split} {sum(n.values())}" for split, n in report.counts.items())
     print(f"{name} is ready at {target}: {report.total_images} images ({splits}).")
     return target
@@ -100,7 +103,7 @@ def _keep_existing(target: Path, spec: DatasetSpec) -> Path:
     if not report.ok:
         raise LayoutError(
             f"{target} exists but is not a complete {spec.name} dataset: "
-            f"{'; '.join(report.problems)}. Fix: run the command again with --force to "
+            f"{'; '.join(describe_problem(p, target) for p in report.problems)}. Fix: run the command again with --force to "
             "replace it (or move that folder away first)."
         )
     print(
@@ -219,12 +222,12 @@ def _from_folder(job: _Job, folder: Path) -> Path:
             "of its official files. Fix: put the missing ones next to the others (from "
             f"{' '.join(file.url for file in missing)}), then run the same command again."
         )
-    report.raise_for_problems(f"The folder {folder}", job.spec, _untouched(job.target))
+    raise_for_problems(report, f"The folder {folder}", job.spec, _untouched(job.target))
     copy = job.scratch / job.spec.name
     print(f"Copying {found} ...", flush=True)
     copy_visible_tree(found, copy)
-    if job.spec.needs_label_map and not (copy / LABEL_MAP_FILE).exists():
-        shutil.copy2(label_map, copy / LABEL_MAP_FILE)
+    if job.spec.needs_label_map and not (copy / LABEL_MAP_NAME).exists():
+        shutil.copy2(label_map, copy / LABEL_MAP_NAME)
     return copy
 
 
@@ -232,11 +235,11 @@ def _label_map_near(found: Path, folder: Path) -> Path:
     """The ``cat_to_name.json`` of the data in ``found``: in it, or in a folder around it
     up to the ``folder`` given (most copies on the web keep it beside ``flower_data/``)."""
     for candidate in (found, *found.parents):
-        if (candidate / LABEL_MAP_FILE).is_file():
-            return candidate / LABEL_MAP_FILE
+        if (candidate / LABEL_MAP_NAME).is_file():
+            return candidate / LABEL_MAP_NAME
         if candidate == folder:
             break
-    return found / LABEL_MAP_FILE
+    return found / LABEL_MAP_NAME
 
 
 def _refuse_a_lone_official_file(spec: DatasetSpec, file_name: str) -> None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coursekit._safe_io import explained_write_errors
+from coursekit.folders import LABEL_MAP_NAME, split_folders, visible_subdirs, walk_folder
 from data_scripts.errors import DataScriptError
-from data_scripts.files import LABEL_MAP_FILE, publish, scratch_dir
-from data_scripts.layout import find_splits, split_label, walk_classes
+from data_scripts.files import publish, scratch_dir
 
 
 @dataclass
@@ -43,7 +43,7 @@ class SubsetReport:
         Subset at data/mini: train 24, valid 12 images (2 per class asked).
         """
         splits = ", ".join(
-            f"{split_label(split)} {sum(n.values())}" for split, n in self.copied.items()
+            f"{split} {sum(n.values())}" for split, n in self.copied.items()
         )
         lines = [
             f"Subset at {self.destination}: {splits} images ({self.per_class} per class asked)."
@@ -75,21 +75,24 @@ def make_subset(
         scratch_dir(destination.parent, destination.name) as scratch,
     ):
         build = scratch / destination.name
-        for split, walks in walk_classes(source).items():
+        # The splits and images the lessons would load ("all" for one folder of classes).
+        for split, folder in split_folders(source)[0].items():
             report.copied[split] = {}
-            for class_name, walk in walks.items():
-                chosen = _choose(walk.images, per_class, seed, split, class_name)
-                out = build / split / class_name
+            for class_folder in visible_subdirs(folder):
+                class_name = class_folder.name
+                images = walk_folder(class_folder, tree=folder).images
+                chosen = _choose(images, per_class, seed, split, class_name)
+                out = build / class_folder.relative_to(source)
                 out.mkdir(parents=True)
                 for image in chosen:  # images in sub-folders keep their sub-folder
-                    copy = out / image.relative_to(source / split / class_name)
+                    copy = out / image.relative_to(class_folder)
                     copy.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(image, copy)
                 report.copied[split][class_name] = len(chosen)
                 if len(chosen) < per_class:
                     report.shortfalls.append(Shortfall(split, class_name, len(chosen)))
-        if (source / LABEL_MAP_FILE).is_file():
-            shutil.copy2(source / LABEL_MAP_FILE, build / LABEL_MAP_FILE)
+        if (source / LABEL_MAP_NAME).is_file():
+            shutil.copy2(source / LABEL_MAP_NAME, build / LABEL_MAP_NAME)
         publish(build, destination)
     return report
 
@@ -101,7 +104,7 @@ def _check_arguments(source: Path, destination: Path, per_class: int, force: boo
         raise DataScriptError(
             f"{source} is not a folder. Fix: give the dataset folder to copy from."
         )
-    if not find_splits(source):
+    if not split_folders(source)[0]:
         raise DataScriptError(
             f"{source} has no class folders with images. Fix: give a dataset folder such as "
             "data/flowers102 (splits with class folders) or a folder of class folders."

@@ -23,21 +23,8 @@ from PIL import Image, ImageChops, ImageDraw
 from coursekit._safe_io import explained_write_errors
 from data_scripts.errors import DataScriptError
 from data_scripts.files import publish, resolve_data_root, scratch_dir, write_label_map
+from data_scripts.registry import SYNTHETIC_CLASS_NAMES
 
-SYNTHETIC_CLASS_NAMES: tuple[str, ...] = (
-    "circle",
-    "square",
-    "triangle",
-    "star",
-    "cross",
-    "ring",
-    "horizontal stripes",
-    "vertical stripes",
-    "checkerboard",
-    "dots",
-    "diamond",
-    "hexagon",
-)
 SPLITS: tuple[str, ...] = ("train", "valid")
 #: Cycled per image so every class gets every mode, whatever the counts.
 MODES: tuple[str, ...] = ("RGB", "L", "RGBA", "P")

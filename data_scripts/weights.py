@@ -1,7 +1,8 @@
-"""Pre-fetch torchvision's pretrained weights into the torch cache, or install them from a folder.
+"""The ``weights`` command: pre-fetch pretrained weights, install them from a folder, list them.
 
-The cache is torch's own (``$TORCH_HOME/hub/checkpoints``), so ``weights=...DEFAULT`` in the
-lessons finds the files without a network:
+Where the files live, how one is downloaded and how it is checked is ``coursekit.models``'
+job (``checkpoint_dir``, ``download_weights_file``, ``weights_hash_mismatch``); this module
+adds the command line's side: names to URLs, ``--from FOLDER``, ``--list`` and messages:
 
     >>> fetch_weights(["resnet18"])  # doctest: +SKIP
     [PosixPath('/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth')]
@@ -10,10 +11,14 @@ lessons finds the files without a network:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
+from pathlib import Path
 
-from coursekit.models import weights_hash_mismatch
+from coursekit.models import (
+    checkpoint_dir,
+    download_weights_file,
+    weights_file_name,
+    weights_hash_mismatch,
+)
 from data_scripts.download import NETWORK_ERRORS
 from data_scripts.errors import ChecksumError, DataScriptError, DownloadError
 from data_scripts.files import copy_file_atomically
@@ -27,17 +32,6 @@ class CachedWeights:
 
     path: Path
     size_bytes: int
-
-
-def checkpoint_dir() -> Path:
-    """Where torch.hub keeps downloaded weights (follows ``TORCH_HOME``).
-
-    >>> checkpoint_dir().name
-    'checkpoints'
-    """
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def weights_url(name: str) -> str:
@@ -62,27 +56,6 @@ def weights_url(name: str) -> str:
     return weights.url
 
 
-def file_name_of(url: str) -> str:
-    """The file name torch.hub gives a download: the URL's last path part.
-
-    >>> file_name_of("https://download.pytorch.org/models/resnet18-f37072fd.pth")
-    'resnet18-f37072fd.pth'
-    """
-    return PurePosixPath(urlparse(url).path).name
-
-
-def expected_hash_prefix(file_name: str) -> str | None:
-    """The start of the file's SHA-256 that torchvision puts in its names, if any.
-
-    >>> expected_hash_prefix("resnet18-f37072fd.pth")
-    'f37072fd'
-    """
-    import torch.hub
-
-    match = torch.hub.HASH_REGEX.search(file_name)
-    return match.group(1) if match and match.group(1) else None
-
-
 def fetch_weights(
     names: list[str] | tuple[str, ...] = DEFAULT_MODELS, *, progress: bool = True
 ) -> list[Path]:
@@ -102,9 +75,7 @@ def download_weights(url: str, name: str, *, progress: bool = True) -> Path:
     >>> download_weights(weights_url("resnet18"), "resnet18")  # doctest: +SKIP
     PosixPath('/root/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth')
     """
-    import torch.hub
-
-    destination = checkpoint_dir() / file_name_of(url)
+    destination = checkpoint_dir() / weights_file_name(url)
     if destination.is_file():
         wrong_hash = weights_hash_mismatch(destination)
         if wrong_hash is None:
@@ -112,11 +83,8 @@ def download_weights(url: str, name: str, *, progress: bool = True) -> Path:
             return destination
         print(f"{destination} is damaged: {wrong_hash}. Downloading it again.")
         destination.unlink()
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(
-            url, str(destination), expected_hash_prefix(destination.name), progress
-        )
+        download_weights_file(url, destination, progress=progress)
     except NETWORK_ERRORS as error:
         raise DownloadError(
             f"Could not download {url}: {getattr(error, 'reason', error)}. This computer seems to be "
@@ -154,7 +122,7 @@ def install_weights_from(
 
 
 def _install_one(folder: Path, url: str) -> Path:
-    file_name = file_name_of(url)
+    file_name = weights_file_name(url)
     source = folder / file_name
     if not source.is_file():
         present = ", ".join(sorted(p.name for p in folder.glob("*.pth"))) or "no .pth files"

@@ -100,7 +100,7 @@ def run(out_dir: Path, epochs: int, resume: bool) -> dict:
         train.atomic_write = original_atomic_write
     return {
         "dir": out_dir.name,
-        "rank": ck.rank(),
+        "rank": ck.distributed.rank(),
         "world_size": ck.world_size(),
         "history": history.to_dict(),
         # A digest: the weights themselves are in the checkpoint rank 0 writes.

@@ -93,7 +93,7 @@ def test_a_real_cached_file_still_loads(torch_home):
     path = ck.weights_path("resnet18")
     path.parent.mkdir(parents=True)
     torch.save(official.state_dict(), path)
-    assert ck.weights_hash_mismatch(path).endswith("its name says f37072fd")
+    assert ck.models.weights_hash_mismatch(path).endswith("its name says f37072fd")
     model = ck.pretrained("resnet18", settings=ck.get_settings("full"))
     assert_same_state(model, state_of(official))  # weights_only loading reads it unchanged
 

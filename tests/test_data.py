@@ -21,7 +21,6 @@ from coursekit.data import (
     DatasetLayoutError,
     DatasetMissingError,
     ImageFolderDataset,
-    UnreadableImageError,
     build_datasets,
     class_counts,
     compute_mean_std,
@@ -29,17 +28,15 @@ from coursekit.data import (
     eval_transforms,
     find_classes,
     find_dataset,
-    is_hidden,
-    load_image,
     load_label_names,
     make_loaders,
     normalization_of,
     readable_class_names,
     split_samples,
-    to_rgb,
     train_transforms,
     weights_transforms,
 )
+from coursekit.folders import UnreadableImageError, is_hidden, load_image, to_rgb
 from coursekit.train import fit, last_checkpoint_path
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)

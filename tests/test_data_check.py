@@ -13,7 +13,7 @@ from PIL import Image
 
 from coursekit.__main__ import main
 from coursekit.config import describe_overrides
-from coursekit.data import check_dataset
+from coursekit.folders import check_dataset
 
 
 def save(path: Path, size: tuple[int, int] = (8, 8)) -> Path:

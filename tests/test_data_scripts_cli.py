@@ -53,8 +53,9 @@ def test_verify_a_path_with_problems_exits_1(
     (tree / "train" / "birds").mkdir()
     assert main(["verify", str(tree)]) == 1
     out = capsys.readouterr().out
-    assert "problem: train/birds has no images" in out
-    assert "warning: valid has no folder for class(es) birds, dogs" in out
+    # The problems of `python -m coursekit check-data`: verify runs the same check.
+    assert "problem: train/birds: empty class folder (no readable images)" in out
+    assert "problem: valid/dogs: class 'dogs' is in train/ but not in valid/" in out
 
 
 def test_verify_a_missing_dataset_names_the_command(
@@ -103,3 +104,42 @@ def test_every_public_name_resolves() -> None:
         assert getattr(data_scripts, name) is not None
     with pytest.raises(AttributeError):
         data_scripts.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from data_scripts import get, layout, subset, synthetic",
+        "from data_scripts.__main__ import main; main(['verify', '--help'])",
+        "from data_scripts.__main__ import main; main(['verify', 'synthetic', '--root', '/nowhere'])",
+    ],
+    ids=["modules", "verify-help", "verify"],
+)
+def test_the_commands_start_without_torch(code: str) -> None:
+    # torch takes seconds to import; get, verify and subset never need it.
+    script = f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch was imported'"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_verify_and_check_data_agree_on_the_same_tree(tmp_path: Path) -> None:
+    from coursekit.folders import check_dataset
+    from data_scripts.layout import check_layout
+
+    tree = make_image_tree(
+        tmp_path / "mine", {"train": {"cats": 2, "dogs": 1}, "valid": {"cats": 1}}
+    )
+    (tree / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    verified, checked = check_layout(tree), check_dataset(tree)
+    # verify used to count the broken file and call the missing valid/dogs a mere warning.
+    assert (
+        verified.counts
+        == checked.counts
+        == {
+            "train": {"cats": 2, "dogs": 1},
+            "valid": {"cats": 1, "dogs": 0},
+        }
+    )
+    assert verified.problems == checked.problems and not verified.ok

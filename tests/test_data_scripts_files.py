@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from data_scripts_helpers import make_image_tree, snapshot
 
-from data_scripts.files import publish, scratch_dir
+from data_scripts.files import copy_file_atomically, publish, scratch_dir
 from data_scripts.locks import is_held_elsewhere, try_lock
 from data_scripts.synthetic import make_synthetic
 
@@ -80,3 +81,16 @@ def test_a_second_synthetic_run_leaves_the_running_ones_scratch_alone(tmp_path: 
         assert (running / "train").is_dir()
     assert (tmp_path / "synthetic" / "train").is_dir()
 
+
+def test_an_atomic_copy_is_fsynced_before_it_is_renamed(tmp_path: Path, monkeypatch) -> None:
+    # Without fsync a power cut can leave the renamed weights file empty.
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    source = tmp_path / "resnet18-f37072fd.pth"
+    source.write_bytes(b"weights" * 1000)
+    copy = tmp_path / "cache" / source.name
+    copy_file_atomically(source, copy)
+    assert copy.read_bytes() == source.read_bytes()
+    assert synced, "the copy was renamed into place without an fsync"
+    assert [p.name for p in copy.parent.iterdir()] == [source.name]  # no temporary left

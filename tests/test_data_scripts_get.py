@@ -29,6 +29,7 @@ from data_scripts_helpers import (
 )
 
 import data_scripts.get as get_module
+from coursekit.folders import check_dataset
 from data_scripts.download import Checksum
 from data_scripts.errors import (
     ChecksumError,
@@ -39,7 +40,7 @@ from data_scripts.errors import (
 )
 from data_scripts.files import scratch_dir
 from data_scripts.get import get_dataset
-from data_scripts.layout import check_layout, count_images
+from data_scripts.layout import check_layout
 from data_scripts.registry import (
     FLOWERS102_CLASS_NAMES,
     FLOWERS102_MD5,
@@ -91,7 +92,7 @@ def visible(root: Path) -> list[str]:
 def test_from_a_local_zip_archive(root: Path, tmp_path: Path) -> None:
     target = get_dataset("hymenoptera", root, str(fake_hymenoptera_zip(tmp_path)))
     assert target == root / "hymenoptera"
-    assert count_images(target) == hymenoptera_layout()
+    assert check_dataset(target).counts == hymenoptera_layout()
     assert check_layout(target, dataset_spec("hymenoptera")).ok
     assert sorted(p.name for p in root.iterdir()) == ["hymenoptera"]  # no scratch left
 
@@ -100,7 +101,7 @@ def test_from_a_local_tgz_archive(root: Path, tmp_path: Path) -> None:
     tree = make_image_tree(tmp_path / "tree", hymenoptera_layout(3))
     archive = tar_folder(tree, tmp_path / "hymenoptera.tgz", top="wrapper")
     get_dataset("hymenoptera", root, str(archive))
-    assert count_images(root / "hymenoptera") == hymenoptera_layout(3)
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout(3)
 
 
 def test_from_an_extracted_folder_leaves_hidden_files_behind(root: Path, tmp_path: Path) -> None:
@@ -137,7 +138,7 @@ def test_empty_class_folder_is_a_layout_problem(root: Path, tmp_path: Path) -> N
     tree = make_image_tree(tmp_path / "tree", hymenoptera_layout())
     for image in (tree / "train" / "bees").iterdir():
         image.unlink()
-    with pytest.raises(LayoutError, match=r"train/ has no images in bees"):
+    with pytest.raises(LayoutError, match=r"train/bees: empty class folder"):
         get_dataset("hymenoptera", root, str(tree))
 
 
@@ -158,7 +159,7 @@ def test_official_file_name_with_the_pinned_checksum_installs(
     archive = fake_hymenoptera_zip(tmp_path, name="hymenoptera_data.zip")
     use_fake_official_files(monkeypatch, "hymenoptera", {archive.name: archive}, UNREACHABLE_URL)
     get_dataset("hymenoptera", root, str(tmp_path))  # the folder that holds the official file
-    assert count_images(root / "hymenoptera") == hymenoptera_layout()
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout()
 
 
 def test_existing_dataset_is_kept_unless_forced(
@@ -169,9 +170,9 @@ def test_existing_dataset_is_kept_unless_forced(
     bigger = fake_hymenoptera_zip(tmp_path / "bigger", per_class=3)
     get_dataset("hymenoptera", root, str(bigger))
     assert "already" in capsys.readouterr().out
-    assert count_images(root / "hymenoptera") == hymenoptera_layout(2)
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout(2)
     get_dataset("hymenoptera", root, str(bigger), force=True)
-    assert count_images(root / "hymenoptera") == hymenoptera_layout(3)
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout(3)
 
 
 def test_incomplete_existing_folder_asks_for_force(root: Path, tmp_path: Path) -> None:
@@ -235,11 +236,11 @@ def test_official_download_from_a_local_server(
     with FileServer({archive.name: archive.read_bytes()}) as server:
         use_fake_official_files(monkeypatch, "hymenoptera", {archive.name: archive}, server.url())
         get_dataset("hymenoptera", root, progress=False)
-    assert count_images(root / "hymenoptera") == hymenoptera_layout()
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout()
     # The archive is kept: --force re-installs without the network (the server is gone).
     assert (root / ".downloads" / archive.name).read_bytes() == archive.read_bytes()
     get_dataset("hymenoptera", root, force=True, progress=False)
-    assert count_images(root / "hymenoptera") == hymenoptera_layout()
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout()
 
 
 def test_download_with_the_wrong_checksum_installs_nothing(
@@ -259,7 +260,7 @@ def test_mirror_url_of_an_archive(root: Path, tmp_path: Path) -> None:
     archive = fake_hymenoptera_zip(tmp_path, name="ants-bees-mirror.zip")
     with FileServer({archive.name: archive.read_bytes()}) as server:
         get_dataset("hymenoptera", root, server.url(archive.name), progress=False)
-    assert count_images(root / "hymenoptera") == hymenoptera_layout()
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout()
 
 
 def test_mirror_url_without_a_checksum_is_fetched_again_with_force(
@@ -274,7 +275,7 @@ def test_mirror_url_without_a_checksum_is_fetched_again_with_force(
         get_dataset(
             "hymenoptera", root, server.url("ants-bees-mirror.zip"), force=True, progress=False
         )
-    assert count_images(root / "hymenoptera") == hymenoptera_layout(3)
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout(3)
     assert len(server.requests) == 2
     assert "not verified" not in capsys.readouterr().out
 
@@ -419,7 +420,7 @@ def test_a_second_get_leaves_the_running_ones_scratch_alone(root: Path, tmp_path
         (running / "extracted").mkdir()
         get_dataset("hymenoptera", root, str(fake_hymenoptera_zip(tmp_path)))
         assert (running / "extracted").is_dir()
-    assert count_images(root / "hymenoptera") == hymenoptera_layout()
+    assert check_dataset(root / "hymenoptera").counts == hymenoptera_layout()
 
 
 def test_flowers102_official_files_are_checksummed(
@@ -439,7 +440,7 @@ def test_flowers102_from_a_mirror_folder_url(
         use_fake_official_files(monkeypatch, "flowers102", flowers_files, UNREACHABLE_URL)
         get_dataset("flowers102", root, server.url("mirror/"), progress=False)
     assert {path for path, _ in server.requests} == {f"/{name}" for name in served}
-    assert sum(sum(c.values()) for c in count_images(root / "flowers102").values()) == 306
+    assert sum(sum(c.values()) for c in check_dataset(root / "flowers102").counts.values()) == 306
 
 
 def test_flowers102_image_archive_alone_explains_what_else_is_needed(

@@ -76,7 +76,7 @@ def test_flat_folder_of_classes(tmp_path: Path) -> None:
     flat = make_image_tree(tmp_path / "photos", {".": {"cats": 4, "dogs": 1}})
     report = make_subset(flat, tmp_path / "mini", per_class=2)
     assert names(tmp_path / "mini") == ["cats", "dogs"]
-    assert report.copied == {".": {"cats": 2, "dogs": 1}}
+    assert report.copied == {"all": {"cats": 2, "dogs": 1}}
 
 
 def test_existing_destination_needs_force(source: Path, tmp_path: Path) -> None:

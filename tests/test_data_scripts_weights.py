@@ -12,6 +12,7 @@ from data_scripts_helpers import UNREACHABLE_URL, FileServer
 from torchvision.models import ResNet18_Weights, ResNet50_Weights, get_model_weights
 
 import data_scripts.weights as weights
+from coursekit.models import checkpoint_dir, expected_hash_prefix, weights_file_name
 from data_scripts.errors import ChecksumError, DataScriptError, DownloadError
 
 
@@ -31,7 +32,7 @@ def fake_checkpoint() -> tuple[bytes, str]:
 
 
 def test_cache_follows_torch_home(torch_home: Path) -> None:
-    assert weights.checkpoint_dir() == torch_home / "hub" / "checkpoints"
+    assert checkpoint_dir() == torch_home / "hub" / "checkpoints"
 
 
 @pytest.mark.parametrize(
@@ -55,10 +56,10 @@ def test_unknown_name_lists_good_names(name: str) -> None:
 
 def test_hash_prefix_comes_from_the_file_name() -> None:
     assert (
-        weights.expected_hash_prefix(weights.file_name_of(ResNet18_Weights.DEFAULT.url))
+        expected_hash_prefix(weights_file_name(ResNet18_Weights.DEFAULT.url))
         == "f37072fd"
     )
-    assert weights.expected_hash_prefix("plain.pth") is None
+    assert expected_hash_prefix("plain.pth") is None
 
 
 def test_install_from_folder_checks_hash_and_torch_hub_then_finds_it(
@@ -73,7 +74,7 @@ def test_install_from_folder_checks_hash_and_torch_hub_then_finds_it(
 
     (installed,) = weights.install_weights_from(usb, ["resnet18"])
 
-    assert installed == weights.checkpoint_dir() / f"resnet18-{prefix}.pth"
+    assert installed == checkpoint_dir() / f"resnet18-{prefix}.pth"
     assert installed.read_bytes() == payload
     # What the lessons do: torch.hub finds the file in the cache and checks its hash.
     state = torch.hub.load_state_dict_from_url(url, check_hash=True, weights_only=True)
@@ -83,7 +84,7 @@ def test_install_from_folder_checks_hash_and_torch_hub_then_finds_it(
 
 
 def test_install_from_folder_refuses_a_file_with_the_wrong_hash(tmp_path: Path) -> None:
-    real_name = weights.file_name_of(ResNet18_Weights.DEFAULT.url)  # resnet18-f37072fd.pth
+    real_name = weights_file_name(ResNet18_Weights.DEFAULT.url)  # resnet18-f37072fd.pth
     (tmp_path / real_name).write_bytes(b"not the real weights")
     with pytest.raises(ChecksumError, match="f37072fd"):
         weights.install_weights_from(tmp_path, ["resnet18"])
@@ -102,7 +103,7 @@ def test_download_into_the_cache_from_a_local_server() -> None:
     with FileServer({name: payload}) as server:
         path = weights.download_weights(server.url(name), "resnet18", progress=False)
         again = weights.download_weights(server.url(name), "resnet18", progress=False)
-    assert path == again == weights.checkpoint_dir() / name
+    assert path == again == checkpoint_dir() / name
     assert path.read_bytes() == payload
     assert len(server.requests) == 1  # the second call used the cache
 
@@ -113,7 +114,7 @@ def test_damaged_download_is_not_kept() -> None:
             weights.download_weights(
                 server.url("resnet18-00000000.pth"), "resnet18", progress=False
             )
-    assert list(weights.checkpoint_dir().iterdir()) == []
+    assert list(checkpoint_dir().iterdir()) == []
 
 
 def test_cached_file_with_the_wrong_hash_is_fetched_again(
@@ -121,7 +122,7 @@ def test_cached_file_with_the_wrong_hash_is_fetched_again(
 ) -> None:
     payload, prefix = fake_checkpoint()
     name = f"resnet18-{prefix}.pth"
-    cached = weights.checkpoint_dir() / name
+    cached = checkpoint_dir() / name
     cached.parent.mkdir(parents=True)
     cached.write_bytes(payload[:100])  # an interrupted copy, under the right name
     with FileServer({name: payload}) as server:

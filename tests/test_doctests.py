@@ -1,4 +1,4 @@
-"""The examples in the docstrings of config, data and viz run, so they cannot go stale."""
+"""The examples in the docstrings of config, folders, data and viz run, so they cannot go stale."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 
-from coursekit import _model_state, config, data, viz
+from coursekit import _model_state, config, data, folders, viz
 
 matplotlib.use("Agg")  # viz examples draw figures; no display in tests
 
 
-@pytest.mark.parametrize("module", [_model_state, config, data, viz], ids=lambda module: module.__name__)
+@pytest.mark.parametrize("module", [_model_state, config, folders, data, viz], ids=lambda module: module.__name__)
 def test_docstring_examples_run(module: types.ModuleType, monkeypatch, capsys):
     monkeypatch.chdir(config.REPO_ROOT)  # examples name paths such as data/synthetic
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

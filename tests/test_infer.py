@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from coursekit import infer, models
 from coursekit.config import IMAGENET_MEAN, IMAGENET_STD
-from coursekit.data import eval_transforms, image_files, load_image
+from coursekit.data import eval_transforms
+from coursekit.folders import image_files, load_image
 from coursekit.infer import BundleError, Prediction
 from coursekit.train import save_checkpoint
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tools import lesson_stats
+
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("lesson_stats", REPO / "tools" / "lesson_stats.py")
-lesson_stats = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = lesson_stats  # dataclasses look their module up there
-spec.loader.exec_module(lesson_stats)
 
 LESSONS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

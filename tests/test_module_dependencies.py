@@ -1,6 +1,7 @@
 """The import rules of docs/ARCHITECTURE.md, checked on the source of every coursekit module.
 
-config imports nothing of coursekit; data, models, distributed and viz import only config;
+config and folders (dataset folders on disk, torch-free) import nothing of coursekit; data
+imports config and folders; models, distributed and viz import only config;
 train imports config and distributed; infer builds on config, models and data; the exercises
 stand alone. ``_safe_io`` (atomic writes and the checkpoint value check) is a private leaf
 that train and infer share; ``_model_state`` (a model's device and eval mode) one that
@@ -10,7 +11,9 @@ models, viz and infer share.
 from __future__ import annotations
 
 import ast
+import re
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -20,17 +23,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coursekit"
 #: Which coursekit modules each module may import ("exercises" means coursekit.exercises.*).
 ALLOWED: dict[str, set[str]] = {
     "config": set(),
+    "folders": set(),
     "_safe_io": set(),
     "_model_state": set(),
-    "data": {"config"},
+    "data": {"config", "folders"},
     "models": {"config", "_model_state"},
     "distributed": {"config"},
     "train": {"config", "_safe_io", "distributed"},
     "viz": {"config", "_model_state"},
     "recipe": {"config", "data", "models", "train", "infer", "viz", "distributed"},
-    "infer": {"config", "models", "data", "_safe_io", "_model_state"},
+    "infer": {"config", "models", "data", "folders", "_safe_io", "_model_state"},
     "export": {"config", "models", "data", "infer", "_safe_io", "_model_state"},
-    "demo": {"config", "data", "infer", "export", "viz", "_model_state"},
+    "demo": {"config", "folders", "infer", "export", "viz", "_model_state"},
     "exercises": {"exercises"},
 }
 #: The package's front doors: they wire the modules together, so they may import any.
@@ -98,3 +102,26 @@ def test_the_import_finder_sees_every_form_of_import(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert coursekit_imports(source) == {"config", "models", "coursekit", "exercises", "data"}
+
+
+NOTEBOOKS = PACKAGE.parent / "notebooks"
+
+
+def test_all_is_the_public_top_level_and_holds_every_lesson_name():
+    import coursekit
+
+    for name in coursekit.__all__:
+        getattr(coursekit, name)  # each one resolves (and is then bound at the top level)
+    public = {
+        name
+        for name, value in vars(coursekit).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert sorted(coursekit.__all__) == sorted(public)
+    used = {
+        name
+        for notebook in NOTEBOOKS.glob("*.ipynb")
+        for name in re.findall(r"\bck\.([A-Za-z_]\w*)", notebook.read_text(encoding="utf-8"))
+    }
+    assert used, "no ck. names found: the notebooks moved?"
+    assert used - set(coursekit.__all__) == set()

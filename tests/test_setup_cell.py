@@ -7,7 +7,6 @@ the cell, ``import coursekit`` must work in that same process, with no restart.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,18 +17,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tools import notebooks as nbtool
+
 REPO = Path(__file__).resolve().parents[1]
 LESSONS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("nbtool", REPO / "tools" / "notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-nbtool = _load_tool()
 
 # After the setup cell: coursekit must come from the course folder, in this very process.
 AFTER_CELL = """
