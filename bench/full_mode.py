@@ -141,17 +141,37 @@ def headlines(nb: nbformat.NotebookNode) -> list[str]:
     return [line for line in lines if not _NOT_A_RESULT.match(line)]
 
 
+def slowest_cells(nb: nbformat.NotebookNode, count: int = 3) -> list[tuple[float, str]]:
+    """(seconds, first source line) of the ``count`` slowest code cells, from nbclient's timing."""
+    timed = []
+    for cell in nb.cells:
+        execution = cell.get("metadata", {}).get("execution", {})
+        if cell.cell_type == "code" and {"iopub.execute_input", "shell.execute_reply"} <= set(
+            execution
+        ):
+            start, end = (
+                datetime.datetime.fromisoformat(execution[key].replace("Z", "+00:00"))
+                for key in ("iopub.execute_input", "shell.execute_reply")
+            )
+            first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
+            timed.append(((end - start).total_seconds(), first_line[:70]))
+    return sorted(timed, reverse=True)[:count]
+
+
 def run_lesson(path: Path, timeout: int = CELL_TIMEOUT) -> LessonResult:
     """Execute ``path`` once in full mode (in its own folder); time, peak memory, headlines."""
     nb, client = lesson_client(path, timeout)
     status = "ok"
     started = time.perf_counter()
+    client.record_timing = True  # per-cell times, for the slowest cells printed by main()
     with PeakMemory() as peak:
         try:
             client.execute(env=kernel_environment())
         except (CellExecutionError, CellTimeoutError) as failure:
             lines = [line for line in str(failure).splitlines() if line.strip()]
             status = "FAILED: " + (lines[-1][:160] if lines else type(failure).__name__)
+    for seconds, first_line in slowest_cells(nb):
+        print(f"    {seconds:6.1f} s  {first_line}", flush=True)
     return LessonResult(
         notebook=path.name,
         seconds=time.perf_counter() - started,

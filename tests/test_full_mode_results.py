@@ -151,3 +151,15 @@ def test_epoch_log_lines_and_warnings_are_not_headline_results():
         "best valid accuracy 69.9% at epoch 6"
     ]
     assert full_mode.headlines(new_notebook(cells=[untagged])) == ["valid accuracy 0.50"]
+
+
+def test_the_slowest_cells_come_from_the_recorded_cell_times():
+    fast, slow = new_code_cell("x = 1"), new_code_cell("\n# a comment\ntrain()")
+    for cell, end in ((fast, "00:00:01.5"), (slow, "00:01:40")):
+        cell.metadata["execution"] = {
+            "iopub.execute_input": "2026-12-04T00:00:00.000000Z",
+            "shell.execute_reply": f"2026-12-04T{end}Z",
+        }
+    untimed = new_code_cell("never run")
+    notebook = new_notebook(cells=[fast, new_markdown_cell("text"), untimed, slow])
+    assert full_mode.slowest_cells(notebook, count=2) == [(100.0, "# a comment"), (1.5, "x = 1")]
