@@ -56,6 +56,13 @@ class LessonResult:
     headlines: list[str]
     status: str
     date: str
+    #: ``COURSE_DATASET`` of the run: "" for the lesson's own data. A run on other data
+    #: (lesson 09 on a folder of your own photos) gets a row of its own, left out of the total.
+    dataset: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.notebook, self.dataset
 
 
 # --------------------------------------------------------------------------- running
@@ -179,6 +186,7 @@ def run_lesson(path: Path, timeout: int = CELL_TIMEOUT) -> LessonResult:
         headlines=headlines(nb),
         status=status,
         date=datetime.date.today().isoformat(),
+        dataset=os.environ.get("COURSE_DATASET", ""),
     )
 
 
@@ -201,7 +209,7 @@ def machine() -> dict[str, str]:
     }
 
 
-def _stored(path: Path) -> tuple[dict[str, str], dict[str, LessonResult]]:
+def _stored(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], LessonResult]]:
     """The machine and the rows of an existing RESULTS.md (empty when there is none)."""
     if not path.is_file():
         return {}, {}
@@ -209,8 +217,8 @@ def _stored(path: Path) -> tuple[dict[str, str], dict[str, LessonResult]]:
     if not found:
         return {}, {}
     data = json.loads(found.group(1))
-    rows = {row["notebook"]: LessonResult(**row) for row in data["lessons"]}
-    return data["machine"], rows
+    rows = [LessonResult(**row) for row in data["lessons"]]
+    return data["machine"], {row.key: row for row in rows}
 
 
 def _cell(text: str) -> str:
@@ -221,8 +229,13 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
+def _course_total(rows: Sequence[LessonResult]) -> float:
+    """Seconds of the lessons run on their own data: the course as a learner first runs it."""
+    return sum(row.seconds for row in rows if not row.dataset)
+
+
 def render(about: dict[str, str], rows: Sequence[LessonResult]) -> str:
-    total = sum(row.seconds for row in rows)
+    total = _course_total(rows)
     lines = [
         "# What to expect in full mode",
         "",
@@ -237,15 +250,18 @@ def render(about: dict[str, str], rows: Sequence[LessonResult]) -> str:
         results = "<br>".join(_cell(line) for line in row.headlines) or "-"
         if row.status != "ok":
             results = f"**{_cell(row.status)}**<br>{results}"
+        lesson = row.notebook + (f"<br>on `COURSE_DATASET={row.dataset}`" if row.dataset else "")
         lines.append(
-            f"| {row.notebook} | {_minutes(row.seconds)} | {row.peak_mib:,.0f} MiB "
+            f"| {_cell(lesson)} | {_minutes(row.seconds)} | {row.peak_mib:,.0f} MiB "
             f"| {results} | {row.date} |"
         )
     lines += [
-        f"| **all lessons** | **{_minutes(total)}** | | | |",
+        f"| **all lessons, on their own data** | **{_minutes(total)}** | | | |",
         "",
         "Wall time runs from kernel start to the last cell; peak memory is the resident "
-        "memory of the kernel and its loader workers, sampled twice a second.",
+        "memory of the kernel and its loader workers, sampled twice a second. A row "
+        "\"on `COURSE_DATASET=...`\" is a lesson run on other photos than its own; it is not "
+        "part of the total.",
         "",
         f"<!-- {DATA_MARKER}",
         json.dumps({"machine": about, "lessons": [asdict(row) for row in rows]}, indent=1),
@@ -258,11 +274,11 @@ def render(about: dict[str, str], rows: Sequence[LessonResult]) -> str:
 def update_results(path: Path, new: Sequence[LessonResult]) -> float:
     """Write ``path`` with the ``new`` rows replacing theirs; returns the total seconds."""
     _, rows = _stored(path)
-    rows.update({row.notebook: row for row in new})
-    ordered = [rows[name] for name in sorted(rows)]
+    rows.update({row.key: row for row in new})
+    ordered = [rows[key] for key in sorted(rows)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(machine(), ordered), encoding="utf-8")
-    return sum(row.seconds for row in ordered)
+    return _course_total(ordered)
 
 
 # --------------------------------------------------------------------------- command line

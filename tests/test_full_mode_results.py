@@ -92,7 +92,7 @@ def test_a_partial_run_updates_its_rows_and_keeps_the_others(
     assert "| 01_tagged.ipynb | 1 min 01 s | 100 MiB | old | 2026-01-01 |" in text
     assert "new result" in text and "kept" not in text
     assert total == pytest.approx(
-        61.0 + full_mode._stored(results_md)[1]["02_untagged.ipynb"].seconds
+        61.0 + full_mode._stored(results_md)[1][("02_untagged.ipynb", "")].seconds
     )
     assert f"**{full_mode._minutes(total)}**" in text
 
@@ -163,3 +163,21 @@ def test_the_slowest_cells_come_from_the_recorded_cell_times():
     untimed = new_code_cell("never run")
     notebook = new_notebook(cells=[fast, new_markdown_cell("text"), untimed, slow])
     assert full_mode.slowest_cells(notebook, count=2) == [(100.0, "# a comment"), (1.5, "x = 1")]
+
+
+def test_a_run_on_other_data_gets_its_own_row_outside_the_total(
+    tiny_lessons: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    tagged, _ = tiny_lessons
+    results_md = tmp_path / "RESULTS.md"
+    own = full_mode.LessonResult("01_tagged.ipynb", 61.0, 100.0, ["own data"], "ok", "2026-01-01")
+    full_mode.update_results(results_md, [own])
+    monkeypatch.setenv("COURSE_DATASET", "/photos/birds")
+
+    total = full_mode.main([str(tagged), "--output", str(results_md)])
+
+    rows = full_mode._stored(results_md)[1]
+    assert set(rows) == {("01_tagged.ipynb", ""), ("01_tagged.ipynb", "/photos/birds")}
+    assert rows[("01_tagged.ipynb", "")].headlines == ["own data"]
+    assert total == 61.0  # the course total counts the lesson on its own data only
+    assert "01_tagged.ipynb<br>on `COURSE_DATASET=/photos/birds`" in results_md.read_text()
