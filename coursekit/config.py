@@ -104,6 +104,9 @@ class Settings:
     fine_tune_lr_step_size: int = 2
     #: DataLoader worker processes; see ``default_num_workers``.
     num_workers: int = 0
+    #: Memory (MiB) each process may fill with photos a dataset has already decoded and
+    #: resized, so that every epoch after the first skips that work; 0 turns it off.
+    image_cache_mib: int = 1024
     #: Inference timing: un-timed warm-up passes, then timed repeats.
     warmup_runs: int = 3
     timing_runs: int = 10
@@ -364,6 +367,7 @@ def _validate(s: Settings) -> None:
         "timing_runs": 1,
         "warmup_runs": 0,
         "num_workers": 0,
+        "image_cache_mib": 0,
     }
     for name, low in at_least.items():
         if getattr(s, name) < low:

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, get_worker_info
 from torchvision import models, transforms
 from torchvision.models import WeightsEnum
 
@@ -159,6 +159,12 @@ class ImageFolderDataset(Dataset):
     split uses the same indices), hidden folders are skipped, images are loaded with
     :func:`load_image`, and ``per_class`` keeps a seeded, class-balanced subset.
 
+    The first steps of a ``Compose`` that depend on the image alone (LimitAspectRatio,
+    Resize, CenterCrop: everything of :func:`eval_transforms` before ToTensor, the resize of
+    :func:`train_transforms`) run once per photo: their result is kept in memory, so every
+    later epoch starts from it with the very same pixels and random draws. The memory is
+    ``image_cache_mib`` per process (None: ``settings.image_cache_mib``; 0: no cache).
+
     >>> ds = ImageFolderDataset("data/synthetic/train", per_class=4)  # doctest: +SKIP
     >>> ds.classes[:3], len(ds)                                         # doctest: +SKIP
     (['1', '10', '11'], 48)
@@ -172,6 +178,7 @@ class ImageFolderDataset(Dataset):
         per_class: int | None = None,
         seed: int = 0,
         samples: Sequence[Sample] | None = None,
+        image_cache_mib: int | None = None,
     ) -> None:
         self.root = Path(root)
         self.classes: list[str] = list(classes) if classes is not None else find_classes(self.root)
@@ -185,6 +192,11 @@ class ImageFolderDataset(Dataset):
         if per_class is not None:
             samples = _take_per_class(samples, per_class, seed)
         self.samples: list[Sample] = [(Path(path), int(target)) for path, target in samples]
+        if image_cache_mib is None:
+            image_cache_mib = get_settings().image_cache_mib
+        if image_cache_mib < 0:
+            raise ValueError(f"image_cache_mib={image_cache_mib} must be at least 0 (0: no cache).")
+        self._cache = _ImageCache(image_cache_mib * 2**20)
 
     @property
     def targets(self) -> list[int]:
@@ -196,17 +208,39 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, target = self.samples[index]
+        fixed, rest = _fixed_leading_steps(self.transform)
+        if not fixed:
+            return _apply(rest, self._load(path)), target
+        key = (path, self._file_version(path))
+        image = self._cache.get(key, repr(fixed))
+        if image is None:
+            image = _apply(fixed, self._load(path))
+            self._cache.add(key, image)
+        # A copy: a step of the rest (one of the lesson's own, say) may draw on its input.
+        return _apply(rest, image.copy()), target
+
+    def _load(self, path: Path) -> Image.Image:
         try:
-            image = load_image(path)
+            return load_image(path)
         except FileNotFoundError:
-            raise FileNotFoundError(
-                f"{printable_path(path)} was in {printable_path(self.root)} when this dataset was "
-                "built, but it is gone now: the folder changed during training (it was "
-                "replaced, e.g. by `python -m data_scripts synthetic --force` or a new "
-                "download, or files were moved). Fix: run the cell that builds the datasets "
-                "again, then train again."
-            ) from None
-        return (self.transform(image) if self.transform else image), target
+            raise self._gone(path) from None
+
+    def _file_version(self, path: Path) -> tuple[int, int]:
+        """Modification time and size: a file replaced since it was cached is read again."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise self._gone(path) from None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _gone(self, path: Path) -> FileNotFoundError:
+        return FileNotFoundError(
+            f"{printable_path(path)} was in {printable_path(self.root)} when this dataset was "
+            "built, but it is gone now: the folder changed during training (it was "
+            "replaced, e.g. by `python -m data_scripts synthetic --force` or a new "
+            "download, or files were moved). Fix: run the cell that builds the datasets "
+            "again, then train again."
+        )
 
     def __repr__(self) -> str:
         counts = class_counts(self)
@@ -351,6 +385,7 @@ def build_datasets(
     split_seed: int = 123,
     seed: int = 0,
     verify: bool = True,
+    image_cache_mib: int | None = None,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """The (train, valid) datasets of a dataset folder, sharing one class list.
 
@@ -358,6 +393,7 @@ def build_datasets(
     ``root/validation`` the valid split. Without a valid split, the train folder (or
     ``root`` itself when it holds the class folders directly) is split with
     :func:`split_samples`. ``verify=True`` drops files that cannot be read.
+    ``image_cache_mib``: memory for the resized photos (see :class:`ImageFolderDataset`).
 
     >>> train_ds, valid_ds = build_datasets("data/hymenoptera", None, None)  # doctest: +SKIP
     >>> train_ds.class_to_idx == valid_ds.class_to_idx                       # doctest: +SKIP
@@ -378,10 +414,10 @@ def build_datasets(
             root, train_dir, validation_split, split_seed
         )
     train_ds = ImageFolderDataset(
-        train_dir, classes, train_transform, train_per_class, seed, samples=train_samples
+        train_dir, classes, train_transform, train_per_class, seed, train_samples, image_cache_mib
     )
     valid_ds = ImageFolderDataset(
-        valid_dir, classes, eval_transform, valid_per_class, seed, samples=valid_samples
+        valid_dir, classes, eval_transform, valid_per_class, seed, valid_samples, image_cache_mib
     )
     if verify:
         _drop_unreadable((train_ds, valid_ds), root)
@@ -742,6 +778,107 @@ def normalization_of(transform: Any) -> MeanStd | None:
         if found is not None:
             return found
     return None
+
+
+# --------------------------------------------------------------------------- image cache
+
+#: Steps whose output depends on the image alone: no random draw, no state. Exact types:
+#: a subclass may add randomness.
+_FIXED_STEPS: tuple[type, ...] = (LimitAspectRatio, transforms.Resize, transforms.CenterCrop)
+#: Of those, the ones that bound the image's size: a full-size decoded photo (2.4 MB at
+#: 0.6 MP, 12 MB at 3 MP) is not worth keeping, its decoding is only part of the cost.
+_SHRINKING_STEPS: tuple[type, ...] = (transforms.Resize, transforms.CenterCrop)
+
+
+def _fixed_leading_steps(transform: Transform | None) -> tuple[list[Transform], list[Transform]]:
+    """A Compose's leading steps that depend on the image alone (cached), and the others.
+
+    >>> fixed, rest = _fixed_leading_steps(eval_transforms(64, 72))
+    >>> [type(step).__name__ for step in fixed], len(rest)
+    (['LimitAspectRatio', 'Resize', 'CenterCrop'], 2)
+    """
+    if type(transform) is not transforms.Compose:  # another callable: run it as it is
+        return [], [transform] if transform is not None else []
+    steps = list(transform.transforms)
+    count = 0
+    while count < len(steps) and type(steps[count]) in _FIXED_STEPS:
+        count += 1
+    if not any(type(step) in _SHRINKING_STEPS for step in steps[:count]):
+        return [], steps
+    return steps[:count], steps[count:]
+
+
+def _apply(steps: Sequence[Transform], image: Any) -> Any:
+    """``Compose(steps)(image)``, the same loop as torchvision's.
+
+    >>> _apply([LimitAspectRatio()], Image.new("RGB", (1, 20))).size
+    (1, 8)
+    """
+    for step in steps:
+        image = step(image)
+    return image
+
+
+def _image_bytes(image: Image.Image) -> int:
+    """The memory an image holds: Pillow keeps each pixel of RGB (and any multi-band mode)
+    in 4 bytes, plus metadata such as an ICC profile.
+
+    >>> _image_bytes(Image.new("RGB", (10, 10)))
+    400
+    """
+    metadata = sum(len(value) for value in image.info.values() if isinstance(value, bytes))
+    return 4 * image.width * image.height + metadata
+
+
+class _ImageCache:
+    """Images by key, within ``budget`` bytes for ALL the caches of this process together.
+
+    First come, first kept, nothing evicted: an epoch visits the images in a random order,
+    so keeping the first ones that fit hits as often as any eviction rule would. The images
+    are valid for one sequence of steps (``steps``, their repr): other steps clear them.
+    Pickling (a ``spawn``-ed worker, ``copy.deepcopy``) gives an empty cache, same budget.
+
+    >>> cache = _ImageCache(budget=1000); cache.add("a", Image.new("RGB", (10, 10)))
+    >>> cache.get("a", steps="") is not None, cache.bytes
+    (True, 400)
+    """
+
+    #: The bytes held by every cache in this process (a forked worker starts with a copy).
+    process_bytes = 0
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.images: dict[Any, Image.Image] = {}
+        self.bytes = 0
+        self.steps = ""
+
+    def get(self, key: Any, steps: str) -> Image.Image | None:
+        if steps != self.steps:  # the dataset's transform was changed since
+            self.clear()
+            self.steps = steps
+        return self.images.get(key)
+
+    def add(self, key: Any, image: Image.Image) -> None:
+        # A worker of make_loaders lives one epoch, which needs each image once: what it
+        # added would be thrown away unused. It reads what it inherited from the main process.
+        if get_worker_info() is not None:
+            return
+        size = _image_bytes(image)
+        if key in self.images or _ImageCache.process_bytes + size > self.budget:
+            return
+        self.images[key] = image
+        self.bytes += size
+        _ImageCache.process_bytes += size
+
+    def clear(self) -> None:
+        _ImageCache.process_bytes -= self.bytes
+        self.images, self.bytes = {}, 0
+
+    def __del__(self) -> None:  # a dataset that is gone gives its share of the budget back
+        self.clear()
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:
+        return type(self), (self.budget,)
 
 
 # --------------------------------------------------------------------------- statistics

@@ -86,6 +86,8 @@ def test_keyword_overrides_win_over_environment(monkeypatch):
         ("COURSE_GALLERY_SIZE", "0", "gallery_size=0 must be at least 1"),
         ("COURSE_TIMING_RUNS", "0", "timing_runs=0 must be at least 1"),
         ("COURSE_WARMUP_RUNS", "-1", "warmup_runs=-1 must be at least 0"),
+        ("COURSE_IMAGE_CACHE_MIB", "-1", "image_cache_mib=-1 must be at least 0"),
+        ("COURSE_IMAGE_CACHE_MIB", "1.5", "COURSE_IMAGE_CACHE_MIB='1.5' is not an integer"),
         ("COURSE_LR", "0", "lr=0.0 must be a number above 0"),
         ("COURSE_LR", "nan", "lr=nan must be a number above 0"),
         ("COURSE_FINE_TUNE_LR", "-1e-4", "fine_tune_lr=-0.0001 must be a number above 0"),
@@ -265,8 +267,11 @@ def test_keyword_overrides_of_the_wrong_type_name_the_setting(overrides, needle)
 
 
 def test_edge_values_that_are_allowed():
-    s = get_settings("full", num_workers=0, warmup_runs=0, lr_gamma=1, valid_per_class=None)
+    s = get_settings(
+        "full", num_workers=0, warmup_runs=0, lr_gamma=1, valid_per_class=None, image_cache_mib=0
+    )
     assert (s.num_workers, s.warmup_runs, s.lr_gamma, s.valid_per_class) == (0, 0, 1.0, None)
+    assert s.image_cache_mib == 0  # the cache off
 
 
 def test_an_unknown_course_variable_is_warned_about_with_the_close_match(monkeypatch):

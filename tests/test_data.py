@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path, PureWindowsPath
 
@@ -21,6 +22,7 @@ from coursekit.data import (
     DatasetLayoutError,
     DatasetMissingError,
     ImageFolderDataset,
+    _ImageCache,
     build_datasets,
     class_counts,
     compute_mean_std,
@@ -598,6 +600,126 @@ def test_normalization_of_finds_nested_and_preset_normalization():
         IMAGENET_STD,
     )
     assert normalization_of(transforms.Compose([transforms.ToTensor()])) is None
+
+
+# --------------------------------------------------------------------------- image cache
+
+
+@pytest.fixture
+def photo_tree(tmp_path) -> Path:
+    """Noisy JPEGs and PNGs of several sizes and aspect ratios, in train/ and valid/."""
+    sizes = [(90, 120), (120, 90), (200, 50), (41, 37)]
+    for split in ("train", "valid"):
+        for i, (width, height) in enumerate(sizes):
+            pixels = np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8)
+            folder = tmp_path / split / "ab"[i % 2]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(folder / f"{i}.{'jpg' if i % 2 else 'png'}")
+    return tmp_path
+
+
+def epochs_of_items(dataset, epochs: int = 3) -> list[list[torch.Tensor]]:
+    """Every item of ``epochs`` passes, torch seeded by the epoch, as a loader's seed would."""
+    items = []
+    for epoch in range(epochs):
+        torch.manual_seed(epoch)
+        items.append([dataset[i][0] for i in range(len(dataset))])
+    return items
+
+
+def test_cached_items_equal_the_uncached_ones_bit_for_bit(photo_tree):
+    pipelines = train_transforms(32, 40), eval_transforms(32, 40)
+    cached = build_datasets(photo_tree, *pipelines, image_cache_mib=16)
+    plain = build_datasets(photo_tree, *pipelines, image_cache_mib=0)
+    for cached_ds, plain_ds in zip(cached, plain, strict=True):
+        expected, got = epochs_of_items(plain_ds), epochs_of_items(cached_ds)
+        assert len(cached_ds._cache.images) == len(cached_ds) and not plain_ds._cache.images
+        for expected_epoch, got_epoch in zip(expected, got, strict=True):
+            assert all(map(torch.equal, expected_epoch, got_epoch))
+    train_epochs = epochs_of_items(cached[0])
+    assert not all(map(torch.equal, train_epochs[0], train_epochs[1]))  # still augmented
+
+
+def test_cached_eval_items_equal_plain_torchvision(photo_tree):
+    _, valid_ds = build_datasets(photo_tree, None, eval_transforms(32, 40), image_cache_mib=16)
+    torchvision_pipeline = transforms.Compose(
+        [
+            transforms.Resize(40),
+            transforms.CenterCrop(32),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    for _ in range(2):  # the first pass fills the cache, the second reads it
+        for (path, _), (tensor, _) in zip(valid_ds.samples, valid_ds, strict=True):
+            assert torch.equal(tensor, torchvision_pipeline(load_image(path)))
+
+
+def test_photos_are_decoded_in_the_first_epoch_only(photo_tree, monkeypatch):
+    decoded: list[Path] = []
+
+    def counting_load_image(path):
+        decoded.append(path)
+        return load_image(path)
+
+    monkeypatch.setattr("coursekit.data.load_image", counting_load_image)
+    datasets = build_datasets(photo_tree, train_transforms(32, 40), eval_transforms(32, 40))
+    for dataset in datasets:
+        epochs_of_items(dataset, epochs=1)
+        assert len(decoded) == len(dataset)
+        epochs_of_items(dataset, epochs=2)
+        assert len(decoded) == len(dataset)
+        decoded.clear()
+
+
+def test_the_setting_turns_the_cache_off(photo_tree, monkeypatch):
+    monkeypatch.setenv("COURSE_IMAGE_CACHE_MIB", "0")
+    train_ds, _ = build_datasets(photo_tree, train_transforms(32, 40), None)
+    epochs_of_items(train_ds, epochs=1)
+    assert train_ds._cache.budget == 0 and not train_ds._cache.images
+    with pytest.raises(ValueError, match="image_cache_mib=-1 must be at least 0"):
+        ImageFolderDataset(photo_tree / "train", image_cache_mib=-1)
+
+
+def test_a_changed_transform_or_a_replaced_file_is_not_served_from_the_cache(photo_tree):
+    _, valid_ds = build_datasets(photo_tree, None, eval_transforms(32, 40), image_cache_mib=16)
+    epochs_of_items(valid_ds, epochs=1)
+    valid_ds.transform = eval_transforms(16, 20)
+    assert valid_ds[0][0].shape == (3, 16, 16)
+    path = valid_ds.samples[0][0]
+    Image.new("RGB", (50, 50), WHITE).save(path)
+    os.utime(path, ns=(0, 10**18))  # a new modification time, even on a coarse clock
+    assert torch.equal(valid_ds[0][0], eval_transforms(16, 20)(Image.new("RGB", (50, 50), WHITE)))
+
+
+def test_untransformed_and_random_first_pipelines_are_not_cached(photo_tree):
+    raw, _ = build_datasets(photo_tree, None, None, image_cache_mib=16)
+    random_first, _ = build_datasets(photo_tree, train_transforms(32), None, image_cache_mib=16)
+    for dataset in (raw, random_first):
+        epochs_of_items(dataset, epochs=1)
+        assert not dataset._cache.images
+
+
+def test_the_budget_is_shared_by_every_cache_of_the_process(monkeypatch):
+    monkeypatch.setattr(_ImageCache, "process_bytes", 0)
+    image = Image.new("RGB", (10, 10))  # 400 bytes
+    first, second = _ImageCache(budget=1000), _ImageCache(budget=1000)
+    for cache in (first, second):
+        for key in range(3):
+            cache.add(key, image)
+    assert (len(first.images), len(second.images), _ImageCache.process_bytes) == (2, 0, 800)
+    del first  # a dataset that is gone gives its memory back
+    second.add(0, image)
+    assert _ImageCache.process_bytes == 400
+
+
+def test_workers_read_the_cache_but_do_not_fill_it(photo_tree, monkeypatch):
+    _, valid_ds = build_datasets(photo_tree, None, eval_transforms(32, 40), image_cache_mib=16)
+    copy = pickle.loads(pickle.dumps(valid_ds))  # as a spawn-ed worker gets it: empty
+    assert copy._cache.budget == valid_ds._cache.budget and not copy._cache.images
+    monkeypatch.setattr("coursekit.data.get_worker_info", lambda: object())
+    epochs_of_items(valid_ds, epochs=1)
+    assert not valid_ds._cache.images
 
 
 # --------------------------------------------------------------------------- statistics
