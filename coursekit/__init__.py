@@ -58,12 +58,10 @@ _PUBLIC_BY_MODULE: dict[str, tuple[str, ...]] = {
         "readable_class_names",
         "split_samples",
         "train_transforms",
-        "weights_transforms",
     ),
     # models: architectures, pretrained weights, heads, freezing, summaries
     "models": (
         "VGG_CFGS",
-        "KerasParameterCount",
         "WeightsUnavailableError",
         "count_parameters",
         "feature_map_sizes",
@@ -71,7 +69,6 @@ _PUBLIC_BY_MODULE: dict[str, tuple[str, ...]] = {
         "freeze_batchnorm_statistics",
         "get_weights",
         "head_name",
-        "keras_style_parameter_count",
         "make_vgg",
         "model_summary",
         "param_groups",

@@ -33,8 +33,7 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, get_worker_info
-from torchvision import models, transforms
-from torchvision.models import WeightsEnum
+from torchvision import transforms
 
 from coursekit.config import IMAGENET_MEAN, IMAGENET_STD, Settings, get_settings
 from coursekit.folders import (
@@ -741,24 +740,6 @@ def eval_transforms(
         transforms.CenterCrop(image_size),
     ]
     return transforms.Compose(geometry + _to_normalized_tensor(mean, std))
-
-
-def weights_transforms(weights: WeightsEnum | str) -> nn.Module:
-    """The preprocessing a torchvision weights preset was trained with (no download needed).
-
-    >>> weights_transforms("ResNet18_Weights.DEFAULT").crop_size
-    [224]
-    """
-    if isinstance(weights, str):
-        try:
-            weights = models.get_weight(weights)
-        except (ValueError, KeyError) as error:
-            raise ValueError(
-                f"Unknown weights {weights!r} ({error}). Use a name like "
-                "'ResNet18_Weights.DEFAULT' or a member such as "
-                "torchvision.models.ResNet18_Weights.DEFAULT."
-            ) from None
-    return weights.transforms()
 
 
 def normalization_of(transform: Any) -> MeanStd | None:

@@ -25,7 +25,7 @@ import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -65,8 +65,6 @@ __all__ = [
     "trainable_parameter_names",
     "param_groups",
     "model_summary",
-    "KerasParameterCount",
-    "keras_style_parameter_count",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -1067,38 +1065,3 @@ def model_summary(model: nn.Module, image_size: int, batch_size: int = 1, depth:
         device=model_device(model),
     )
     return str(statistics)
-
-
-class KerasParameterCount(NamedTuple):
-    """Parameter counts as Keras' ``model.summary()`` reports them."""
-
-    total: int
-    trainable: int
-    non_trainable: int
-
-
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-def keras_style_parameter_count(model: nn.Module) -> KerasParameterCount:
-    """What Keras would report for the same network: why Keras' ResNet-50 has 25,636,712.
-
-    Two bookkeeping differences, no architectural one:
-    - Keras' ResNet50 convolutions keep their bias (``use_bias=True``) although the
-      BatchNorm after them makes it redundant: one extra trainable number per output channel.
-    - Keras counts a BatchNorm's moving mean and variance as (non-trainable) parameters;
-      PyTorch keeps them as buffers (``running_mean``, ``running_var``) outside the count.
-
-    >>> keras_style_parameter_count(resnet50())
-    KerasParameterCount(total=25636712, trainable=25583592, non_trainable=53120)
-    """
-    conv_biases = sum(
-        module.out_channels
-        for module in model.modules()
-        if isinstance(module, nn.Conv2d) and module.bias is None
-    )
-    moving_statistics = sum(
-        2 * module.num_features for module in model.modules() if isinstance(module, _BATCH_NORMS)
-    )
-    trainable = count_parameters(model) + conv_biases
-    return KerasParameterCount(trainable + moving_statistics, trainable, moving_statistics)

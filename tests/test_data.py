@@ -36,7 +36,6 @@ from coursekit.data import (
     readable_class_names,
     split_samples,
     train_transforms,
-    weights_transforms,
 )
 from coursekit.folders import UnreadableImageError, is_hidden, load_image, to_rgb
 from coursekit.train import fit, last_checkpoint_path
@@ -574,12 +573,6 @@ def test_crop_larger_than_resize_is_refused():
         eval_transforms(64, 32)
 
 
-@pytest.mark.parametrize("weights", [ResNet18_Weights.DEFAULT, "ResNet18_Weights.DEFAULT"])
-def test_weights_transforms_match_torchvision(photo, weights):
-    expected = ResNet18_Weights.DEFAULT.transforms()(photo)
-    assert torch.equal(weights_transforms(weights)(photo), expected)
-
-
 def test_eval_transforms_reproduce_the_resnet_preset(photo):
     # Resize 256 -> CenterCrop 224 -> ImageNet normalization is what the preset does, with
     # the same resampling and arithmetic: the tensors are equal, not just close.
@@ -587,15 +580,10 @@ def test_eval_transforms_reproduce_the_resnet_preset(photo):
     assert torch.equal(ours, ResNet18_Weights.DEFAULT.transforms()(photo))
 
 
-def test_unknown_weights_name_is_explained():
-    with pytest.raises(ValueError, match="ResNet18_Weights.DEFAULT"):
-        weights_transforms("resnet18")
-
-
 def test_normalization_of_finds_nested_and_preset_normalization():
     nested = transforms.Compose([transforms.Compose([transforms.Normalize((0.1,), (0.2,))])])
     assert normalization_of(nested) == ((0.1,), (0.2,))
-    assert normalization_of(weights_transforms(ResNet18_Weights.DEFAULT)) == (
+    assert normalization_of(ResNet18_Weights.DEFAULT.transforms()) == (
         IMAGENET_MEAN,
         IMAGENET_STD,
     )

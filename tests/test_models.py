@@ -21,7 +21,6 @@ from coursekit.config import SettingsError, get_settings
 from coursekit.models import (
     VGG_CFGS,
     BasicBlock,
-    KerasParameterCount,
     ResNet,
     WeightsUnavailableError,
     count_parameters,
@@ -29,7 +28,6 @@ from coursekit.models import (
     freeze,
     get_weights,
     head_name,
-    keras_style_parameter_count,
     make_vgg,
     model_summary,
     param_groups,
@@ -737,35 +735,6 @@ def test_pretrained_and_random_init_have_the_same_layers_and_return_logits(
         logits = model.train()(torch.rand(2, 3, 75, 75))  # train mode: no auxiliary outputs
         assert isinstance(logits, torch.Tensor) and logits.shape == (2, 3)
     assert downloads == []
-
-
-# --- Keras arithmetic -------------------------------------------------------------------
-
-
-def test_keras_style_count_explains_keras_resnet50():
-    with META:
-        ours, theirs = models.resnet50(), tvm.resnet50(weights=None)
-    count = keras_style_parameter_count(ours)
-    # What Keras' ResNet50().summary() reports.
-    assert count == KerasParameterCount(25_636_712, 25_583_592, 53_120)
-    # Independently from torchvision: the extra trainable numbers are one bias per conv
-    # output channel, the non-trainable ones BatchNorm's running mean and variance.
-    conv_channels = sum(m.out_channels for m in theirs.modules() if isinstance(m, nn.Conv2d))
-    moving_stats = sum(
-        buffer.numel()
-        for name, buffer in theirs.named_buffers()
-        if name.endswith(("running_mean", "running_var"))
-    )
-    assert count.trainable - count_parameters(theirs) == conv_channels
-    assert count.non_trainable == moving_stats
-    assert count.total - count_parameters(ours) == 79_680
-
-
-def test_keras_style_count_of_vgg16_equals_pytorch():
-    # VGG16's convs already have biases and no BatchNorm: Keras reports 138,357,544 too.
-    with META:
-        model = make_vgg("D")
-    assert keras_style_parameter_count(model) == (138_357_544, 138_357_544, 0)
 
 
 def test_feature_map_sizes_keeps_a_deliberately_frozen_batchnorm_in_eval_mode():
