@@ -69,7 +69,11 @@ class LessonResult:
 
 
 class PeakMemory:
-    """Samples the resident memory of this process's children (the kernel and its workers).
+    """Samples the memory of this process's children (the kernel and its workers).
+
+    Proportional set size where the OS reports it (Linux): a page shared by N processes
+    counts 1/N in each. A forked DataLoader worker starts sharing all of its parent's
+    memory, so a sum of resident sizes would count the kernel once more per worker.
 
     >>> with PeakMemory() as peak: pass
     >>> peak.mib >= 0
@@ -86,7 +90,7 @@ class PeakMemory:
         total = 0
         for child in psutil.Process().children(recursive=True):
             try:
-                total += child.memory_info().rss
+                total += _proportional_bytes(child)
             except psutil.Error:  # a worker that ended between listing and reading
                 continue
         return total
@@ -103,6 +107,12 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _proportional_bytes(process: psutil.Process) -> int:
+    """PSS of ``process``, or its resident size where the OS has no PSS."""
+    full = process.memory_full_info()
+    return getattr(full, "pss", full.rss)
 
 
 def kernel_environment() -> dict[str, str]:
@@ -258,8 +268,9 @@ def render(about: dict[str, str], rows: Sequence[LessonResult]) -> str:
     lines += [
         f"| **all lessons, on their own data** | **{_minutes(total)}** | | | |",
         "",
-        "Wall time runs from kernel start to the last cell; peak memory is the resident "
-        "memory of the kernel and its loader workers, sampled twice a second. A row "
+        "Wall time runs from kernel start to the last cell; peak memory is the memory of the "
+        "kernel and its loader workers (proportional set size: memory a forked worker shares "
+        "with the kernel counts once), sampled twice a second. A row "
         "\"on `COURSE_DATASET=...`\" is a lesson run on other photos than its own; it is not "
         "part of the total.",
         "",

@@ -181,3 +181,29 @@ def test_a_run_on_other_data_gets_its_own_row_outside_the_total(
     assert rows[("01_tagged.ipynb", "")].headlines == ["own data"]
     assert total == 61.0  # the course total counts the lesson on its own data only
     assert "01_tagged.ipynb<br>on `COURSE_DATASET=/photos/birds`" in results_md.read_text()
+
+
+def test_peak_memory_counts_what_forked_workers_share_with_their_parent_once():
+    import multiprocessing
+
+    import psutil
+
+    shared = bytearray(b"\x01" * (300 * 2**20))  # touched, so resident before the fork
+    fork = multiprocessing.get_context("fork")
+    ready = fork.Event()
+    workers = [fork.Process(target=ready.wait, args=(30,)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        counted = full_mode.PeakMemory()._tree_bytes()
+        resident = sum(child.memory_info().rss for child in psutil.Process().children())
+    finally:
+        ready.set()
+        for worker in workers:
+            worker.join()
+    assert len(shared) == 300 * 2**20
+    if hasattr(psutil.Process().memory_full_info(), "pss"):
+        # Resident sizes count the 300 MiB once per worker (600); shares count 2/3 of it.
+        assert resident - counted >= 300 * 2**20
+    else:  # an OS without proportional sizes: resident sizes it is
+        assert counted == pytest.approx(resident, rel=0.05)
