@@ -195,8 +195,9 @@ def test_peak_memory_counts_what_forked_workers_share_with_their_parent_once():
     for worker in workers:
         worker.start()
     try:
-        counted = full_mode.PeakMemory()._tree_bytes()
-        resident = sum(child.memory_info().rss for child in psutil.Process().children())
+        processes = [psutil.Process(worker.pid) for worker in workers]
+        counted = sum(full_mode._proportional_bytes(process) for process in processes)
+        resident = sum(process.memory_info().rss for process in processes)
     finally:
         ready.set()
         for worker in workers:
