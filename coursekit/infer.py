@@ -154,9 +154,10 @@ def predict_image(
     device = _resolve_device(model, device)
     tensor = transform(_open_rgb(image))
     source = _source_name(image)
-    return _predict_batch(
-        model, [tensor], [source], class_names, device, top_k, device.type == "cpu", warm_up=True
-    )[0]
+    with evaluating(model):
+        return _predict_batch(
+            model, [tensor], [source], class_names, device, top_k, device.type == "cpu", True
+        )[0]
 
 
 def predict_images(
@@ -213,19 +214,22 @@ def predict_images(
         collate_fn=list,  # a batch stays a list: unreadable items hold no tensor to stack
     )
     predictions: list[Prediction] = []
-    for batch in tqdm(loaded, disable=not progress, desc="predict", unit="batch"):
-        tensors, sources = _readable(batch)
-        if tensors:
-            predictions += _predict_batch(
-                model,
-                tensors,
-                sources,
-                class_names,
-                device,
-                top_k,
-                channels_last,
-                warm_up=not predictions,
-            )
+    # Eval mode is set once for the whole folder: switching every module of a deep model in
+    # and out of it costs close to a millisecond, too much to pay for every batch.
+    with evaluating(model):
+        for batch in tqdm(loaded, disable=not progress, desc="predict", unit="batch"):
+            tensors, sources = _readable(batch)
+            if tensors:
+                predictions += _predict_batch(
+                    model,
+                    tensors,
+                    sources,
+                    class_names,
+                    device,
+                    top_k,
+                    channels_last,
+                    warm_up=not predictions,
+                )
     return predictions
 
 
@@ -273,15 +277,15 @@ def _predict_batch(
     channels_last: bool,
     warm_up: bool = False,
 ) -> list[Prediction]:
+    """Top-k predictions for one batch; the caller puts the model in ``evaluating`` mode."""
     batch = _in_layout(_stack(tensors).to(device), channels_last)
-    with evaluating(model):
-        if warm_up:
-            model(batch[:1])  # the first call pays one-off costs (memory, weight packing): untimed
-        _synchronize(device)
-        start = time.perf_counter()
-        logits = model(batch)
-        _synchronize(device)
-        seconds_each = (time.perf_counter() - start) / len(tensors)
+    if warm_up:
+        model(batch[:1])  # the first call pays one-off costs (memory, weight packing): untimed
+    _synchronize(device)
+    start = time.perf_counter()
+    logits = model(batch)
+    _synchronize(device)
+    seconds_each = (time.perf_counter() - start) / len(tensors)
     _check_logits(logits, class_names)
     k = _clip_top_k(top_k, len(class_names))
     top_probs, top_indices = torch.softmax(logits.float(), dim=1).topk(k, dim=1)
@@ -310,11 +314,15 @@ class _ImagesToPredict(Dataset):
     ) -> None:
         self.items = items
         self.transform = transform
+        #: Items already opened by ``first_shape``, handed out once instead of decoded again.
+        self._opened: dict[int, tuple[torch.Tensor | None, str, str | None]] = {}
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, str | None]:
+        if index in self._opened:
+            return self._opened.pop(index)
         item = self.items[index]
         try:
             image = _open_rgb(item)
@@ -325,7 +333,8 @@ class _ImagesToPredict(Dataset):
     def first_shape(self) -> tuple[int, ...] | None:
         """The shape of the first readable item's tensor (None if no item can be read)."""
         for index in range(len(self)):
-            tensor, _, _ = self[index]
+            self._opened[index] = self[index]
+            tensor = self._opened[index][0]
             if tensor is not None:
                 return tuple(tensor.shape)
         return None

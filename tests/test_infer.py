@@ -305,6 +305,45 @@ def test_predict_images_skips_unreadable_files_naming_each(model, transform, ima
     assert "broken.jpg" in lines[0] and "missing.png" in lines[1]
 
 
+def test_predict_images_opens_each_image_once_even_while_tuning(model, transform, images, capsys):
+    broken = images[0].parent / "broken.jpg"
+    broken.write_bytes(b"this is not a picture")
+    opened: list[tuple] = []
+
+    def counting(image):
+        opened.append(image.size)
+        return transform(image)
+
+    # The tuning step looks at the first readable image for its shape: that image, and the
+    # unreadable one before it, must not be opened (or reported) a second time.
+    preds = infer.predict_images(model, [broken, *images], counting, CLASSES)
+
+    assert len(opened) == len(images)
+    assert [p.source for p in preds] == [str(path) for path in images]
+    assert capsys.readouterr().out.count("broken.jpg") == 1
+
+
+def test_predict_images_switches_eval_mode_once_per_call_not_per_batch(transform, images):
+    probe = ModeProbe().train()
+    switches: list[bool] = []
+    original_train = probe.train
+
+    def recording_train(mode: bool = True):
+        switches.append(mode)
+        return original_train(mode)
+
+    probe.train = recording_train
+
+    preds = infer.predict_images(
+        probe, images, transform, CLASSES, batch_size=1, channels_last=False  # nothing to tune
+    )
+
+    assert len(preds) == len(images) and len(probe.calls) > len(images)  # warm-up included
+    assert switches == [False]  # one eval() for the call; the flags are restored directly
+    assert probe.training and probe.bn.training
+    assert all(not call["training"] and call["inference_mode"] for call in probe.calls)
+
+
 def test_predict_folder_is_recursive_sorted_and_ignores_hidden_files(model, transform, tmp_path):
     folder = tmp_path / "photos"
     wanted = [
