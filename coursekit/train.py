@@ -1234,17 +1234,21 @@ def _batch_size_of(loader: Batches) -> int:
 
 
 def _seconds_per_batch(loader: Batches, batches: int, step: Callable[[Any], None]) -> float:
-    """Mean seconds of ``step`` over ``batches`` batches, after one untimed warm-up batch."""
-    timed, seconds = 0, 0.0
+    """Mean seconds of loading a batch and running ``step`` on it, over ``batches`` batches
+    after one untimed warm-up batch (it pays one-off costs: memory, kernel choice, workers)."""
     iterator = iter(loader)
-    for index, batch in enumerate(iterator):
-        started = time.perf_counter()
+    batch = next(iterator, None)
+    if batch is not None:
         step(batch)
-        if index:  # the first batch pays one-off costs (memory, kernel choice)
-            seconds += time.perf_counter() - started
-            timed += 1
-        if timed == batches:
+    timed, seconds = 0, 0.0
+    while timed < batches:
+        started = time.perf_counter()
+        batch = next(iterator, None)  # loading is part of every step of fit too
+        if batch is None:
             break
+        step(batch)
+        seconds += time.perf_counter() - started
+        timed += 1
     del iterator  # stops worker processes, if any
     if not timed:
         raise ValueError("estimate_fit_seconds needs loaders with at least two batches each.")

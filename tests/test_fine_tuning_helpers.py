@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 import torch
@@ -94,6 +95,33 @@ def test_estimate_scales_timed_batches_to_the_epochs(monkeypatch):
                                       epochs=4, batches=1, device="cpu")
 
     assert seconds == 4 * (5 + 2)
+
+
+class SlowToLoad(TensorDataset):
+    """Features that take ``seconds`` each to load, like photos that must be decoded."""
+
+    def __init__(self, n: int, seconds: float) -> None:
+        super().__init__(torch.randn(n, 5), torch.randint(0, 2, (n,)))
+        self.seconds = seconds
+
+    def __getitem__(self, index):
+        time.sleep(self.seconds)
+        return super().__getitem__(index)
+
+
+def test_estimate_counts_the_time_spent_loading_batches():
+    per_item, batch_size = 0.02, 4
+    loaders = {
+        "train": DataLoader(SlowToLoad(16, per_item), batch_size=batch_size),
+        "valid": DataLoader(SlowToLoad(8, per_item), batch_size=batch_size),
+    }
+    # 4 train and 2 valid batches an epoch, each at least batch_size * per_item to load.
+    loading_alone = 2 * (4 + 2) * batch_size * per_item
+
+    seconds = ck.estimate_fit_seconds(nn.Linear(5, 2), loaders, nn.CrossEntropyLoss(), epochs=2,
+                                      batches=1, device="cpu")
+
+    assert seconds >= loading_alone
 
 
 def test_estimate_needs_two_batches():
