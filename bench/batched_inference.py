@@ -53,7 +53,7 @@ from bench.common import (
     verdict,
 )
 from bench.plain_loops import plain_predict_one_by_one
-from coursekit.infer import BATCH_SIZES, LAYOUTS, _useful_batch_sizes
+from coursekit.timing import BATCH_SIZES, LAYOUTS, useful_batch_sizes
 
 NAME = "batched_inference"
 TITLE = "3. Inference on a folder: predict_folder vs its bound and vs one image at a time"
@@ -169,7 +169,7 @@ def measure_model(arch: str, folder: Path, size: ImageSize, repeats: int) -> Mod
     runs = interleaved(jobs, repeats)
     images = len(ck.image_files(folder))
     chosen = ck.measure_batch_speeds(
-        model, size.crop, batch_sizes=_useful_batch_sizes(images)
+        model, size.crop, batch_sizes=useful_batch_sizes(images)
     ).fastest()  # remembered from the warm-up: what predict_folder used
     return ModelResult(arch, images, runs, chosen)
 

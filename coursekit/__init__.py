@@ -125,28 +125,28 @@ _PUBLIC_BY_MODULE: dict[str, tuple[str, ...]] = {
         "show_misclassified",
         "show_predictions",
     ),
-    # infer: predictions, accuracy, timing, bundles
+    # infer: predictions for images and folders, tables and CSV files
     "infer": (
-        "BatchSpeeds",
-        "Bundle",
-        "BundleError",
         "Prediction",
-        "TimingResult",
         "collect_predictions",
-        "compare_one_by_one_vs_batched",
-        "confusion_matrix",
-        "export_bundle",
-        "load_bundle",
-        "measure_batch_speeds",
-        "per_class_accuracy",
         "predict_folder",
         "predict_image",
         "predict_images",
         "predictions_table",
         "save_predictions_csv",
-        "time_inference",
-        "top_k_accuracy",
     ),
+    # metrics: confusion matrix, per-class and top-k accuracy
+    "metrics": ("confusion_matrix", "per_class_accuracy", "top_k_accuracy"),
+    # timing: timed forward passes, the fastest batch size and layout
+    "timing": (
+        "BatchSpeeds",
+        "TimingResult",
+        "compare_one_by_one_vs_batched",
+        "measure_batch_speeds",
+        "time_inference",
+    ),
+    # bundle: one file with the weights, class names and preprocessing
+    "bundle": ("Bundle", "BundleError", "export_bundle", "load_bundle"),
     # export: ONNX files and ONNX Runtime
     "export": (
         "ExportReport",

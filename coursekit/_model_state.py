@@ -1,10 +1,10 @@
-"""Where a model lives and which mode it is in: the one implementation models, viz and infer share.
+"""Where a model lives and which mode it is in: the one implementation the other modules share.
 
     >>> model = torch.nn.Linear(2, 2)
     >>> model_device(model)
     device(type='cpu')
 
-This module imports nothing of coursekit, so every module may use it.
+This module imports only ``coursekit.config``, so every other module may use it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeAlias
 
 import torch
 from torch import nn
+
+from coursekit.config import pick_device
+
+#: Anything ``torch.device`` accepts, or "auto" (see ``config.pick_device``).
+DeviceLike: TypeAlias = str | torch.device
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -55,3 +61,44 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, was_training in flags:
             module.training = was_training
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in eval mode and ``torch.inference_mode()``, then restore it.
+
+    Every sub-module gets its own flag back, so a frozen BatchNorm that was in eval mode
+    inside a training model stays that way.
+
+    >>> with evaluating(torch.nn.Dropout()) as model:
+    ...     model.training, torch.is_inference_mode_enabled()
+    (False, True)
+    """
+    with eval_mode(model), torch.inference_mode():
+        yield model
+
+
+def resolve_device(model: nn.Module, device: DeviceLike | None) -> torch.device:
+    """None: where the model already is. Otherwise the model is moved to ``device``.
+
+    >>> resolve_device(torch.nn.Linear(2, 2), None)
+    device(type='cpu')
+    """
+    if device is None:
+        return model_device(model)
+    chosen = pick_device(str(device))
+    model.to(chosen)
+    return chosen
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has finished its queued work (a no-op on the CPU).
+
+    GPU kernels run asynchronously: without waiting, a clock stops before the work is done.
+
+    >>> synchronize(torch.device("cpu"))
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -27,9 +27,10 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 
+from coursekit.bundle import Bundle, load_bundle
 from coursekit.export import OnnxModel, load_onnx
 from coursekit.folders import UnreadableImageError, load_image, to_rgb
-from coursekit.infer import Bundle, load_bundle, predict_image
+from coursekit.infer import predict_image
 from coursekit.viz import grad_cam, im_convert
 
 #: Where the page listens unless told otherwise: this computer only.

@@ -11,8 +11,9 @@ the largest logit difference and whether the top-1 classes agree.
     True
 
 ``load_onnx`` gives back an ``OnnxModel``: an ``nn.Module`` whose forward runs the ONNX
-Runtime session, so every helper of ``coursekit.infer`` (``predict_folder``,
-``time_inference``, ...) works on it with the same preprocessing as the PyTorch model.
+Runtime session, so the helpers of ``coursekit.infer`` and ``coursekit.timing``
+(``predict_folder``, ``time_inference``, ...) work on it with the same preprocessing as the
+PyTorch model.
 ONNX and ONNX Runtime are the optional extra ``deploy`` (``pip install -e ".[deploy]"``).
 """
 
@@ -31,16 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from coursekit.bundle import Bundle, load_bundle
 from coursekit.config import IMAGENET_MEAN, IMAGENET_STD
 from coursekit.data import eval_transforms
-from coursekit.infer import (
-    Bundle,
-    ImageInput,
-    Prediction,
-    load_bundle,
-    predict_folder,
-    predict_image,
-)
+from coursekit.infer import ImageInput, Prediction, predict_folder, predict_image
 
 #: The ONNX operator set written when none is asked for: one that ONNX Runtime 1.17+ runs
 #: and torch's exporter supports natively.

@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from coursekit import distributed as ddp
+from coursekit.bundle import export_bundle
 from coursekit.config import Settings, seed_everything
 from coursekit.data import (
     build_datasets,
@@ -42,7 +43,6 @@ from coursekit.data import (
     readable_class_names,
     train_transforms,
 )
-from coursekit.infer import export_bundle
 from coursekit.models import (
     freeze,
     get_weights,

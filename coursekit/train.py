@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from coursekit import distributed as ddp
+from coursekit._model_state import DeviceLike
 from coursekit._safe_io import (
     NotWritableError,
     atomic_write,
@@ -59,7 +60,6 @@ CHECKPOINT_FORMAT_VERSION = 1
 _PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-DeviceLike = torch.device | str
 #: Called with the History after every epoch (see ``fit(callbacks=...)``).
 EpochCallback = Callable[["History"], None]
 

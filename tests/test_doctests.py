@@ -1,4 +1,5 @@
-"""The examples in the docstrings of config, folders, data and viz run, so they cannot go stale."""
+"""The examples in the docstrings of config, folders, data, viz, metrics and timing run, so they
+cannot go stale."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 
-from coursekit import _model_state, config, data, folders, viz
+from coursekit import _model_state, config, data, folders, metrics, timing, viz
 
 matplotlib.use("Agg")  # viz examples draw figures; no display in tests
 
 
-@pytest.mark.parametrize("module", [_model_state, config, folders, data, viz], ids=lambda module: module.__name__)
+@pytest.mark.parametrize(
+    "module",
+    [_model_state, config, folders, data, viz, metrics, timing],
+    ids=lambda module: module.__name__,
+)
 def test_docstring_examples_run(module: types.ModuleType, monkeypatch, capsys):
     monkeypatch.chdir(config.REPO_ROOT)  # examples name paths such as data/synthetic
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

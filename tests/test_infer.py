@@ -1,4 +1,4 @@
-"""Tests for coursekit.infer on tiny generated images and small CPU models."""
+"""coursekit.infer, timing, metrics and bundle, on tiny generated images and small CPU models."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from coursekit import infer, models
+from coursekit import infer, metrics, models, timing
+from coursekit.bundle import BundleError, export_bundle, load_bundle
 from coursekit.config import IMAGENET_MEAN, IMAGENET_STD
 from coursekit.data import eval_transforms
 from coursekit.folders import image_files, load_image
-from coursekit.infer import BundleError, Prediction
+from coursekit.infer import Prediction
 from coursekit.train import save_checkpoint
 
 CLASSES = ["ants", "bees", "wasps"]
@@ -52,9 +53,9 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _forget_measured_speeds():
     """Each test measures afresh: speeds are remembered per model type, which tests share."""
-    infer._MEASURED.clear()
+    timing._MEASURED.clear()
     yield
-    infer._MEASURED.clear()
+    timing._MEASURED.clear()
 
 
 def _random_resnet18() -> nn.Module:
@@ -383,7 +384,7 @@ def test_time_inference_runs_warmup_plus_timed_passes_in_eval_mode():
     # A slow first pass (one-off set-up cost) must fall in the untimed warm-up.
     probe.register_forward_hook(lambda m, args, out: time.sleep(0.5 if len(m.calls) == 1 else 0))
 
-    result = infer.time_inference(probe, torch.randn(4, 3, 8, 8), warmup=2, runs=5)
+    result = timing.time_inference(probe, torch.randn(4, 3, 8, 8), warmup=2, runs=5)
 
     assert len(probe.calls) == 2 + 5
     assert result.mean_ms < 500 / 7  # had the 0.5 s pass been timed, the mean would exceed this
@@ -399,18 +400,18 @@ def test_time_inference_runs_warmup_plus_timed_passes_in_eval_mode():
 def test_time_inference_times_a_real_model_and_asks_for_a_batch_dimension(model):
     forwards = count_forwards(model)
 
-    result = infer.time_inference(model, torch.randn(2, 3, 32, 32), warmup=1, runs=3)
+    result = timing.time_inference(model, torch.randn(2, 3, 32, 32), warmup=1, runs=3)
 
     assert forwards == [2] * 4
     assert result.median_ms > 0 and result.images_per_second > 0
     with pytest.raises(ValueError, match=r"unsqueeze\(0\)"):
-        infer.time_inference(model, torch.randn(3, 32, 32))
+        timing.time_inference(model, torch.randn(3, 32, 32))
 
 
 def test_compare_one_by_one_vs_batched_times_the_same_images_both_ways():
     probe = ModeProbe()
 
-    result = infer.compare_one_by_one_vs_batched(
+    result = timing.compare_one_by_one_vs_batched(
         probe, torch.randn(5, 3, 8, 8), warmup=1, runs=2, batch_size=2, channels_last=False
     )
 
@@ -451,7 +452,7 @@ def middle_batch_wins(batch: int, channels_last: bool) -> float:
 def test_measure_batch_speeds_finds_the_fastest_batch_size_and_layout():
     slowed = Slowed(ModeProbe(), middle_batch_wins)
 
-    speeds = infer.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4, 8])
+    speeds = timing.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4, 8])
 
     assert set(speeds.images_per_second) == {"NCHW", "channels-last"}
     assert all(sorted(row) == [1, 4, 8] for row in speeds.images_per_second.values())
@@ -466,23 +467,23 @@ def test_measure_batch_speeds_finds_the_fastest_batch_size_and_layout():
 
 def test_measured_speeds_are_remembered_until_remeasure_is_asked():
     slowed = Slowed(ModeProbe(), middle_batch_wins)
-    first = infer.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4])
+    first = timing.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4])
     passes = len(slowed.calls)
 
-    again = infer.measure_batch_speeds(slowed, 8, batch_sizes=[4, 1])
+    again = timing.measure_batch_speeds(slowed, 8, batch_sizes=[4, 1])
     assert len(slowed.calls) == passes and again == first  # from memory: no pass at all
 
-    infer.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4, 8])
+    timing.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4, 8])
     # A new size: all sizes asked for are measured again together, so they stay comparable.
     assert {batch for batch, _ in slowed.calls[passes:]} == {1, 4, 8}
     passes = len(slowed.calls)
-    infer.measure_batch_speeds(slowed, (3, 8, 6), batch_sizes=[1, 4])  # another image shape
+    timing.measure_batch_speeds(slowed, (3, 8, 6), batch_sizes=[1, 4])  # another image shape
     assert len(slowed.calls) > passes
     passes = len(slowed.calls)
-    infer.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4], remeasure=True)
+    timing.measure_batch_speeds(slowed, 8, batch_sizes=[1, 4], remeasure=True)
     assert len(slowed.calls) > passes
     with pytest.raises(ValueError, match="batch_sizes"):
-        infer.measure_batch_speeds(slowed, 8, batch_sizes=[0, 4])
+        timing.measure_batch_speeds(slowed, 8, batch_sizes=[0, 4])
 
 
 def test_predict_folder_uses_the_fastest_setup_and_an_explicit_choice_overrides_it(
@@ -523,7 +524,7 @@ def test_tuned_predictions_equal_the_unbatched_ones_in_both_layouts(model, trans
 def test_the_comparison_batches_with_the_fastest_setup_and_is_not_slower_than_one_by_one():
     slowed = Slowed(ModeProbe(), middle_batch_wins)
 
-    result = infer.compare_one_by_one_vs_batched(slowed, torch.randn(8, 3, 8, 8), warmup=1, runs=2)
+    result = timing.compare_one_by_one_vs_batched(slowed, torch.randn(8, 3, 8, 8), warmup=1, runs=2)
 
     assert (result["batch_size"], result["channels_last"]) == (4, True)
     assert slowed.calls[-2:] == [(4, True), (4, True)]
@@ -531,10 +532,10 @@ def test_the_comparison_batches_with_the_fastest_setup_and_is_not_slower_than_on
 
 
 def test_useful_batch_sizes_stop_at_the_number_of_images():
-    assert infer._useful_batch_sizes(1) == [1]
-    assert infer._useful_batch_sizes(5) == [1, 4, 5]
-    assert infer._useful_batch_sizes(64) == [1, 4, 8, 16, 32, 64]
-    assert infer._useful_batch_sizes(500) == [1, 4, 8, 16, 32, 64]
+    assert timing.useful_batch_sizes(1) == [1]
+    assert timing.useful_batch_sizes(5) == [1, 4, 5]
+    assert timing.useful_batch_sizes(64) == [1, 4, 8, 16, 32, 64]
+    assert timing.useful_batch_sizes(500) == [1, 4, 8, 16, 32, 64]
 
 
 # --------------------------------------------------------------------------- tables and CSV
@@ -625,7 +626,7 @@ def test_confusion_matrix_matches_a_hand_built_example():
     labels = torch.tensor([0, 0, 1, 2, 2, 2])
     preds = torch.tensor([0, 1, 1, 2, 0, 2])
 
-    cm = infer.confusion_matrix(labels, preds, num_classes=3)
+    cm = metrics.confusion_matrix(labels, preds, num_classes=3)
 
     assert cm.dtype == torch.int64
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
@@ -639,20 +640,20 @@ def test_confusion_matrix_counts_like_a_plain_loop():
     for true, guess in zip(labels.tolist(), preds.tolist(), strict=True):
         expected[true, guess] += 1
 
-    assert torch.equal(infer.confusion_matrix(labels, preds, num_classes=4), expected)
+    assert torch.equal(metrics.confusion_matrix(labels, preds, num_classes=4), expected)
 
 
 def test_confusion_matrix_explains_bad_input():
     with pytest.raises(ValueError, match="class index 3, outside 0..2"):
-        infer.confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), num_classes=3)
+        metrics.confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), num_classes=3)
     with pytest.raises(ValueError, match=r"probs.argmax\(dim=1\)"):
-        infer.confusion_matrix(torch.tensor([0, 1]), torch.rand(2, 3), num_classes=3)
+        metrics.confusion_matrix(torch.tensor([0, 1]), torch.rand(2, 3), num_classes=3)
 
 
 def test_per_class_accuracy_is_nan_for_a_class_without_samples():
     cm = torch.tensor([[2, 1, 0], [0, 0, 0], [1, 0, 3]])
 
-    accuracy = infer.per_class_accuracy(cm)
+    accuracy = metrics.per_class_accuracy(cm)
 
     assert accuracy[0].item() == pytest.approx(2 / 3)
     assert torch.isnan(accuracy[1])
@@ -663,9 +664,9 @@ def test_top_k_accuracy_matches_a_hand_calculation():
     probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.25, 0.45, 0.30]])
     labels = torch.tensor([1, 2, 0])
     # top-1 guesses 0, 2, 1: only the second is right. top-2 sets {0,1}, {2,1}, {1,2}: two right.
-    assert infer.top_k_accuracy(probs, labels, k=1) == pytest.approx(1 / 3)
-    assert infer.top_k_accuracy(probs, labels, k=2) == pytest.approx(2 / 3)
-    assert infer.top_k_accuracy(probs, labels, k=10) == 1.0
+    assert metrics.top_k_accuracy(probs, labels, k=1) == pytest.approx(1 / 3)
+    assert metrics.top_k_accuracy(probs, labels, k=2) == pytest.approx(2 / 3)
+    assert metrics.top_k_accuracy(probs, labels, k=10) == 1.0
 
 
 # --------------------------------------------------------------------------- bundles
@@ -675,7 +676,7 @@ def test_top_k_accuracy_matches_a_hand_calculation():
 def bundle_path(_resnet: nn.Module, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bundle") / "models" / "insects.pt"
     extra = {"epochs": 3, "note": "smoke", "history": [0.5, 0.7]}
-    assert infer.export_bundle(path, copy.deepcopy(_resnet), extra=extra, **BUNDLE_ARGS) == path
+    assert export_bundle(path, copy.deepcopy(_resnet), extra=extra, **BUNDLE_ARGS) == path
     return path
 
 
@@ -729,7 +730,7 @@ def test_bundle_loads_in_a_fresh_python_without_coursekit(bundle_path, _resnet, 
 
 
 def test_load_bundle_predicts_like_the_original_model(bundle_path, model, transform, images):
-    bundle = infer.load_bundle(bundle_path, device="cpu")
+    bundle = load_bundle(bundle_path, device="cpu")
 
     assert not bundle.model.training
     assert next(bundle.model.parameters()).device == torch.device("cpu")
@@ -757,9 +758,9 @@ def test_load_bundle_predicts_like_the_original_model(bundle_path, model, transf
 def test_coursekit_and_torchvision_resnet_bundles_interchange(build, arch, loaded_type, tmp_path):
     torch.manual_seed(0)
     original = build().eval()
-    path = infer.export_bundle(tmp_path / "b.pt", original, **{**BUNDLE_ARGS, "arch": arch})
+    path = export_bundle(tmp_path / "b.pt", original, **{**BUNDLE_ARGS, "arch": arch})
 
-    loaded = infer.load_bundle(path).model
+    loaded = load_bundle(path).model
 
     assert type(loaded) is loaded_type
     inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
@@ -780,11 +781,11 @@ def test_googlenet_bundles_keep_the_input_transform_and_load_without_aux_heads(
         transform_input=transform_input,
         init_weights=True,
     ).eval()
-    path = infer.export_bundle(tmp_path / "g.pt", original, **{**BUNDLE_ARGS, "arch": "googlenet"})
+    path = export_bundle(tmp_path / "g.pt", original, **{**BUNDLE_ARGS, "arch": "googlenet"})
 
     stored = torch.load(path, weights_only=True)["arch_options"]
     assert stored == {"aux_logits": False, "transform_input": transform_input}
-    loaded = infer.load_bundle(path).model
+    loaded = load_bundle(path).model
     assert loaded.transform_input is transform_input and loaded.aux1 is None
     inputs = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     with torch.no_grad():
@@ -820,7 +821,7 @@ def test_load_bundle_says_what_a_non_bundle_file_is(write, message, tmp_path):
     write(path, nn.Linear(4, 3))
 
     with pytest.raises(BundleError, match=message) as caught:
-        infer.load_bundle(path)
+        load_bundle(path)
 
     assert str(path) in str(caught.value)
     assert "ck.export_bundle(" in str(caught.value)
@@ -833,38 +834,38 @@ def test_load_bundle_names_the_first_weight_that_does_not_fit(bundle_path, tmp_p
 
     mismatch = r"'fc.weight' has shape \(3, 512\) in the weights but resnet18 with 5 classes expects \(5, 512\)"
     with pytest.raises(BundleError, match=mismatch) as caught:
-        infer.load_bundle(path)
+        load_bundle(path)
 
     assert str(path) in str(caught.value)
 
 
 def test_load_bundle_rejects_an_unknown_arch_and_a_newer_format(bundle_path, tmp_path):
     with pytest.raises(BundleError, match="unknown arch 'resnet19'.*Did you mean resnet18"):
-        infer.load_bundle(_tampered(bundle_path, tmp_path, arch="resnet19"))
+        load_bundle(_tampered(bundle_path, tmp_path, arch="resnet19"))
     with pytest.raises(BundleError, match="version 2, but this coursekit reads version 1"):
-        infer.load_bundle(_tampered(bundle_path, tmp_path, version=2))
+        load_bundle(_tampered(bundle_path, tmp_path, version=2))
 
 
 def test_load_bundle_names_arch_options_that_do_not_fit(bundle_path, tmp_path):
     with pytest.raises(BundleError, match=r"damaged bundle: its arch_options \{'colour': True\}"):
-        infer.load_bundle(_tampered(bundle_path, tmp_path, arch_options={"colour": True}))
+        load_bundle(_tampered(bundle_path, tmp_path, arch_options={"colour": True}))
 
 
 def test_load_bundle_explains_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
-        infer.load_bundle(tmp_path / "nothing.pt")
+        load_bundle(tmp_path / "nothing.pt")
 
 
 def test_export_bundle_checks_arch_class_count_and_extra_before_writing(model, tmp_path):
     path = tmp_path / "never.pt"
     with pytest.raises(BundleError, match=r"'fc.weight' has shape \(3, 512\).*expects \(4, 512\)"):
-        infer.export_bundle(path, model, **{**BUNDLE_ARGS, "class_names": [*CLASSES, "flies"]})
+        export_bundle(path, model, **{**BUNDLE_ARGS, "class_names": [*CLASSES, "flies"]})
     with pytest.raises(BundleError, match="do not fit resnet50 with 3 classes"):
-        infer.export_bundle(path, model, **{**BUNDLE_ARGS, "arch": "resnet50"})
+        export_bundle(path, model, **{**BUNDLE_ARGS, "arch": "resnet50"})
     with pytest.raises(BundleError, match="unknown arch 'ResNet-18'.*resnet18"):
-        infer.export_bundle(path, model, **{**BUNDLE_ARGS, "arch": "ResNet-18"})
+        export_bundle(path, model, **{**BUNDLE_ARGS, "arch": "ResNet-18"})
     with pytest.raises(BundleError, match=r"extra\['data'\] is a PosixPath.*str\(path\)"):
-        infer.export_bundle(path, model, extra={"data": tmp_path}, **BUNDLE_ARGS)
+        export_bundle(path, model, extra={"data": tmp_path}, **BUNDLE_ARGS)
     assert not list(tmp_path.iterdir())
 
 
@@ -877,7 +878,7 @@ def test_export_bundle_keeps_the_old_bundle_when_writing_fails(model, tmp_path, 
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
-        infer.export_bundle(target, model, **BUNDLE_ARGS)
+        export_bundle(target, model, **BUNDLE_ARGS)
 
     assert target.read_bytes() == b"the previous bundle"
     assert [p.name for p in tmp_path.iterdir()] == ["insects.pt"]

@@ -1,11 +1,11 @@
 """The import rules of docs/ARCHITECTURE.md, checked on the source of every coursekit module.
 
-config and folders (dataset folders on disk, torch-free) import nothing of coursekit; data
-imports config and folders; models, distributed and viz import only config;
-train imports config and distributed; infer builds on config, models and data; the exercises
-stand alone. ``_safe_io`` (atomic writes and the checkpoint value check) is a private leaf
-that train and infer share; ``_model_state`` (a model's device and eval mode) one that
-models, viz and infer share.
+config, folders (dataset folders on disk, torch-free) and metrics import nothing of
+coursekit; data imports config and folders; models, distributed and viz import only config;
+train imports config and distributed; timing, infer and bundle build on each other in that
+order; the exercises stand alone. ``_safe_io`` (atomic writes and the checkpoint value
+check) is a private leaf that train, infer and bundle share; ``_model_state`` (a model's
+device and eval mode, on top of config) one that most modules share.
 """
 
 from __future__ import annotations
@@ -25,16 +25,19 @@ ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "folders": set(),
     "_safe_io": set(),
-    "_model_state": set(),
+    "_model_state": {"config"},
+    "metrics": set(),
     "data": {"config", "folders"},
     "models": {"config", "_model_state"},
     "distributed": {"config"},
-    "train": {"config", "_safe_io", "distributed"},
+    "train": {"config", "_safe_io", "distributed", "_model_state"},
     "viz": {"config", "_model_state"},
-    "recipe": {"config", "data", "models", "train", "infer", "viz", "distributed"},
-    "infer": {"config", "models", "data", "folders", "_safe_io", "_model_state"},
-    "export": {"config", "models", "data", "infer", "_safe_io", "_model_state"},
-    "demo": {"config", "folders", "infer", "export", "viz", "_model_state"},
+    "timing": {"config", "_model_state"},
+    "infer": {"config", "folders", "metrics", "timing", "_safe_io", "_model_state"},
+    "bundle": {"config", "models", "data", "infer", "_safe_io", "_model_state"},
+    "recipe": {"config", "data", "models", "train", "bundle", "viz", "distributed"},
+    "export": {"config", "models", "data", "infer", "bundle", "_safe_io", "_model_state"},
+    "demo": {"config", "folders", "infer", "bundle", "export", "viz", "_model_state"},
     "exercises": {"exercises"},
 }
 #: The package's front doors: they wire the modules together, so they may import any.
