@@ -34,23 +34,17 @@ from coursekit.infer import ImageInput, Prediction, predict_folder, predict_imag
 from coursekit.models import architecture_options, random_init_model, resnet18, resnet34, resnet50
 
 BUNDLE_FORMAT = "coursekit-bundle"
-
-
 BUNDLE_VERSION = 1
-
-
 _BUNDLE_KEYS = (
     "format", "version", "state_dict", "class_names", "arch", "num_classes",
     "image_size", "resize_size", "mean", "std", "extra",
 )  # fmt: skip
-
 
 #: How to make a bundle, quoted by every error about a file that is not one.
 _EXPORT_CALL = (
     "ck.export_bundle(path, model, class_names=..., arch=..., image_size=..., "
     "resize_size=..., mean=..., std=...)"
 )
-
 
 #: Architecture names that build coursekit's from-scratch networks. Their state_dict keys
 #: equal torchvision's, so a bundle exported under either name loads into either model.

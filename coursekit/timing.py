@@ -23,6 +23,20 @@ from torch import nn
 
 from coursekit._model_state import DeviceLike, evaluating, resolve_device, synchronize
 
+#: Batch sizes ``measure_batch_speeds`` tries by default.
+BATCH_SIZES = (1, 4, 8, 16, 32, 64)
+
+#: How a batch can be stored: channels first (PyTorch's default) or channels last (NHWC).
+LAYOUTS = ("NCHW", "channels-last")
+
+#: Small batches run several passes per timing, so that each timing covers this many images.
+_IMAGES_PER_TIMING = 8
+_TIMED_ROUNDS = 2
+
+#: Measured images per second, per model, device, threads and input shape, for this process
+#: (a measurement is a few seconds; predict_folder and the comparison reuse it).
+_MEASURED: dict[str, dict[tuple[str, int], float]] = {}
+
 
 @dataclass(frozen=True)
 class TimingResult:
@@ -159,26 +173,6 @@ def _as_batch(images: torch.Tensor, name: str) -> torch.Tensor:
             "For a single image tensor add the batch dimension: image.unsqueeze(0)."
         )
     return images
-
-
-#: Batch sizes ``measure_batch_speeds`` tries by default.
-BATCH_SIZES = (1, 4, 8, 16, 32, 64)
-
-
-#: How a batch can be stored: channels first (PyTorch's default) or channels last (NHWC).
-LAYOUTS = ("NCHW", "channels-last")
-
-
-#: Small batches run several passes per timing, so that each timing covers this many images.
-_IMAGES_PER_TIMING = 8
-
-
-_TIMED_ROUNDS = 2
-
-
-#: Measured images per second, per model, device, threads and input shape, for this process
-#: (a measurement is a few seconds; predict_folder and the comparison reuse it).
-_MEASURED: dict[str, dict[tuple[str, int], float]] = {}
 
 
 @dataclass(frozen=True)
