@@ -9,7 +9,7 @@ and it checks both halves of the promise:
 * nothing is lost: the dataset folder is byte-for-byte unchanged, checkpoints still load,
   and no half-extracted or half-downloaded folder ever looks like a dataset.
 
-The unit tests of each module (test_data.py, test_train.py, test_infer.py,
+The unit tests of each module (test_data.py, test_train.py, inference/test_*.py,
 test_data_scripts_*.py) cover the details; this file is the learner-level table. Everything
 runs offline on 16-32 px images and models of a few hundred parameters.
 """
