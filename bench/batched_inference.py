@@ -44,6 +44,7 @@ from bench.common import (
     base_parser,
     grouped_bar_plot,
     interleaved,
+    load_note,
     median,
     random_classifier,
     report,
@@ -238,10 +239,8 @@ def render(
     return "\n".join(
         [
             section_intro(TITLE, f"bench.{NAME}", environment, seconds),
-            f"{data_note} Eval transforms at {size.label}, random "
-            "weights, torch threads as listed above; median of the interleaved repeats. The machine "
-            "was shared with other developers' jobs (load average above): read the ratios, "
-            "which come from one run, not the absolute speeds.\n",
+            f"{data_note} Eval transforms at {size.label}, random weights, torch threads as "
+            f"listed above; median of the interleaved repeats. {load_note(environment)}\n",
             *rows,
             "",
             f"The network alone on {NETWORK_IMAGES} ready tensors, images/s by batch size:\n",

@@ -188,6 +188,21 @@ def collect_environment() -> dict[str, str]:
     }
 
 
+def load_note(environment: Mapping[str, str]) -> str:
+    """How busy the machine was at the start, from the load average, and what to read.
+
+    >>> load_note({"load average at start (1/5/15 min)": "0.50 / 0.40 / 0.30"})[:22]
+    'The machine was quiet '
+    """
+    one_minute = float(environment["load average at start (1/5/15 min)"].split(" / ")[0])
+    busy = one_minute > (os.cpu_count() or 1)
+    state = "busy with other jobs" if busy else "quiet"
+    return (
+        f"The machine was {state} (load average above): the absolute speeds are context; the "
+        "ratios, measured in turn within one run, are the result."
+    )
+
+
 def environment_markdown(environment: Mapping[str, str]) -> str:
     """The environment as one compact markdown line per entry.
 

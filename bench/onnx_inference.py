@@ -29,6 +29,7 @@ from bench.common import (
     base_parser,
     collect_environment,
     interleaved,
+    load_note,
     median,
     report,
     section_intro,
@@ -186,11 +187,12 @@ def measure_arch(
     }
 
 
-def markdown(results: dict[str, dict], size: int, held: int, intro: str, repeats: int) -> str:
+def markdown(
+    results: dict[str, dict], size: int, held: int, intro: str, repeats: int, environment: dict
+) -> str:
     lines = [
         intro,
-        "**The machine was shared** with other developers' jobs while this ran: absolute "
-        "speeds are noisy; the ratios, measured in turn within one run, are the result.",
+        load_note(environment),
         "",
         f"{size} px, random weights (12 classes), {repeats} interleaved repeats of "
         f"{IMAGES_PER_RUN} images per variant; ONNX Runtime on its default threads.",
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             for arch in ARCHS
         }
     intro = section_intro(TITLE, f"bench.{NAME}", environment, time.perf_counter() - start)
-    report(NAME, markdown(results, size, len(held), intro, repeats), quick=args.quick)
+    report(NAME, markdown(results, size, len(held), intro, repeats, environment), quick=args.quick)
     return 0
 
 
