@@ -4,7 +4,7 @@
     >>> model_device(model)
     device(type='cpu')
 
-This module imports only ``coursekit.config``, so every other module may use it.
+This module imports only ``coursekit.config``, so every module but config may use it.
 """
 
 from __future__ import annotations
