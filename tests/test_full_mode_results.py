@@ -25,6 +25,11 @@ def result_cell(source: str) -> nbformat.NotebookNode:
     return cell
 
 
+def printed(text: str) -> nbformat.NotebookNode:
+    """The output of a cell that printed ``text``."""
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
 @pytest.fixture
 def tiny_lessons(tmp_path: Path) -> tuple[Path, Path]:
     tagged = write_notebook(
@@ -113,7 +118,7 @@ def test_lesson_numbers_select_the_course_notebooks():
 
 
 def test_progress_bar_widgets_are_not_headline_results():
-    cell = new_code_cell("fit()", metadata={"tags": ["result"]})
+    cell = result_cell("fit()")
     cell.outputs = [
         nbformat.v4.new_output(
             "display_data",
@@ -122,7 +127,7 @@ def test_progress_bar_widgets_are_not_headline_results():
                 full_mode.WIDGET_MIME: {"model_id": "x"},
             },
         ),
-        nbformat.v4.new_output("stream", name="stdout", text="best valid accuracy 69.9%\n"),
+        printed("best valid accuracy 69.9%\n"),
     ]
     notebook = new_notebook(cells=[cell])
     assert full_mode.headlines(notebook) == ["best valid accuracy 69.9%"]
@@ -131,20 +136,16 @@ def test_progress_bar_widgets_are_not_headline_results():
 def test_epoch_log_lines_and_warnings_are_not_headline_results():
     tagged = result_cell("fit()")
     tagged.outputs = [
-        nbformat.v4.new_output(
-            "stream",
-            name="stdout",
-            text="epoch 1/10  train loss 1.285 acc 49.0% | valid loss 5.460 acc 64.7%\n"
-            "best valid accuracy 69.9% at epoch 6\n",
+        printed(
+            "epoch 1/10  train loss 1.285 acc 49.0% | valid loss 5.460 acc 64.7%\n"
+            "best valid accuracy 69.9% at epoch 6\n"
         )
     ]
     untagged = new_code_cell("check()")
     untagged.outputs = [
-        nbformat.v4.new_output(
-            "stream",
-            name="stdout",
-            text="WARNING: class 10 has no validation images, so its accuracy is never measured\n"
-            "valid accuracy 0.50\n",
+        printed(
+            "WARNING: class 10 has no validation images, so its accuracy is never measured\n"
+            "valid accuracy 0.50\n"
         )
     ]
     assert full_mode.headlines(new_notebook(cells=[tagged])) == [
